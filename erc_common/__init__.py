@@ -1,0 +1,1 @@
+"""Shared plumbing for every stage: configuration, atomic I/O, data paths, metrics."""

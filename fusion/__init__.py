@@ -1,0 +1,1 @@
+"""Stage 3 data layer: multimodal dialogue datasets, readers, joins, checks, batching."""

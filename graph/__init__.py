@@ -1,0 +1,1 @@
+"""Stage 3 model: GraphSmile-style heterogeneous multimodal graph network."""
