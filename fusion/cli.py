@@ -1,8 +1,42 @@
-"""Subcommands of the fusion stage (registered by the top-level cli.py)."""
+"""Subcommands of the fusion stage (registered by the top-level cli.py): inspect, embed, load-data."""
 from __future__ import annotations
 
 import argparse
 
+from erc_common.cli_utils import add_stage_command
+from fusion.config import DataConfig, EmbedConfig
+
+
+def _run_inspect(args: argparse.Namespace) -> None:
+    from fusion.inspect_file import describe
+
+    print(describe(args.file, args.dataset))
+
+
+def _run_embed(cfg: EmbedConfig):
+    from fusion.embed import run_embed
+
+    return run_embed(cfg)
+
+
+def _run_load(cfg: DataConfig):
+    from fusion.data import load_splits
+
+    splits = load_splits(cfg)
+    for name, s in splits.summary().items():
+        print(f"{name:5s}: {s['dialogues']:5d} dialogues, {s['utterances']:6d} utterances")
+    print("dims: " + ", ".join(f"{m} {d}" for m, d in splits.dims.items()))
+    return splits
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands."""
+    p = subparsers.add_parser("inspect", help="describe a dialogue file: reader, splits, dims, labels",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("file", help="pickle, MELD CSV folder or IEMOCAP release root")
+    p.add_argument("--dataset", default=None, help="registry name (default: detect)")
+    p.set_defaults(func=_run_inspect)
+    add_stage_command(subparsers, "embed", EmbedConfig, _run_embed,
+                      help="write utterance embeddings (.npz keyed by utterance id and dialogue/position)")
+    add_stage_command(subparsers, "load-data", DataConfig, _run_load,
+                      help="load, check and split a dataset with the chosen modalities; print the counts")

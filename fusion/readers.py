@@ -75,6 +75,16 @@ def sentiments_from_labels(labels: np.ndarray, spec: DatasetSpec) -> np.ndarray 
     return out
 
 
+def _repair(text: str, codec: str | None) -> str:
+    """Undo ``codec`` bytes decoded as latin-1 (e.g. cp1252 '\\x92' -> '’'); unchanged if not repairable."""
+    if codec is None:
+        return text
+    try:
+        return text.encode("latin-1").decode(codec)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
 def _speaker_names(value, source: str, dlg: str, onehot: bool) -> list[str]:
     rows = list(value)
     if onehot or (rows and np.ndim(rows[0]) == 1):
@@ -140,7 +150,7 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             lengths = {"videoLabels": len(labels), "videoSpeakers": len(speakers)}
             texts = None
             if "videoSentence" in f:
-                texts = [str(s) for s in get("videoSentence")]
+                texts = [_repair(str(s), spec.sentence_codec) for s in get("videoSentence")]
                 lengths["videoSentence"] = len(texts)
             uids = None
             if spec.has_utterance_ids and "videoIDs" in f:

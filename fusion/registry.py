@@ -59,6 +59,8 @@ class DatasetSpec:
     timing_source: str | None = None             # "release_join", "release_ids", "meld_csv", "table", None
     default_path: tuple[str, ...] | None = None  # under the real-data folder
     speakers_are_onehot: bool = False
+    # sentences stored as text of this codec decoded as latin-1 (COSMIC MELD: cp1252); repaired on read
+    sentence_codec: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -122,7 +124,7 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
         description="COSMIC MELD dialogues (9-d one-hot speakers, emotion, sentiment, sentences)",
         label_names=MELD_EMOTIONS, sentiment_names=MELD_SENTIMENTS, fields=_COSMIC_MELD,
         valid_source="file", timing_source="meld_csv", default_path=("cosmic", "meld.pkl"),
-        speakers_are_onehot=True),
+        speakers_are_onehot=True, sentence_codec="cp1252"),
     DatasetSpec(
         name="meld_csv", layout="meld_csv",
         description="MELD {train,dev,test}_sent_emo.csv folder (dev = validation)",
