@@ -270,3 +270,18 @@ def flatten_report(report: dict[str, Any], sep: str = "_") -> dict[str, float]:
         else:
             flat[k] = v
     return flat
+
+
+def calibration_from_records(records: Any, logits_key: str = "logits", label_key: str = "label",
+                             n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Stack per-dialogue evaluation records (``fusion.data.split_by_dialogue``) and measure calibration.
+
+    Returns ``(logits (N, C), labels (N,), calibration_metrics(softmax(logits), labels))``
+    so the trainer can keep the logits for temperature scaling and the diagram.
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("calibration_from_records: no records")
+    logits = np.concatenate([np.asarray(r[logits_key], dtype=np.float64) for r in records])
+    labels = np.concatenate([np.asarray(r[label_key], dtype=np.int64) for r in records])
+    return logits, labels, calibration_metrics(softmax(logits), labels, n_bins)

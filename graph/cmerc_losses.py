@@ -165,3 +165,15 @@ def cmerc_extra_loss(cfg: CMERCConfig | Any, logits: torch.Tensor, labels: torch
         total = total + cfg.cscl_coef * l_c
         parts["loss_cscl"] = float(l_c.detach())
     return CMERCLoss(total=total, parts=parts)
+
+
+def cmerc_loss_for_batch(outputs: Any, batch: Any, cfg: CMERCConfig | Any) -> CMERCLoss:
+    """:func:`cmerc_extra_loss` reading a model output and a :class:`fusion.batch.DialogueBatch`.
+
+    ``outputs`` needs ``emotion_logits`` (N, C) and optionally ``modality_reps``
+    ``{name: (N, d)}`` and ``fused`` (N, d) (GraphSmile's ``GraphOutput`` has all
+    three; its ``modality_reps`` are the per-pair directional views, each a view
+    of the same utterance, so mscl pulls all views of an utterance together).
+    """
+    return cmerc_extra_loss(cfg, outputs.emotion_logits, batch.labels,
+                            getattr(outputs, "modality_reps", None), getattr(outputs, "fused", None))

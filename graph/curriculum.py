@@ -176,3 +176,36 @@ def build_curriculum_sampler(train_dialogue_ids: Sequence[str], num_epochs: int,
     return CurriculumSampler(diff, num_epochs=num_epochs, epoch_ratio=cfg.epoch_ratio,
                              init_fraction=getattr(cfg, "curriculum_init_fraction", 0.2), seed=seed,
                              num_replicas=num_replicas, rank=rank)
+
+
+def make_curriculum_loader(train_dialogues: Sequence[Any], sampler: CurriculumSampler, batch_size: int = 16,
+                           num_workers: int = 0):
+    """``DataLoader`` over the fusion training dialogues drawn by ``sampler`` (whole dialogues per batch).
+
+    Same items and collate as :func:`fusion.data.make_loader` (``dialogue_index``
+    = dataset index), so the training loop is unchanged; call
+    ``loader.set_epoch(epoch)`` (prepared loader) or ``sampler.set_epoch(epoch)``
+    before each epoch. ``len(loader)`` grows with the pool: build LR schedules on
+    the full-set length, not on ``len(loader)`` at epoch 0.
+    """
+    from torch.utils.data import DataLoader
+
+    from fusion.data import DialogueDataset, collate_indexed
+
+    if len(sampler.order) != len(train_dialogues):
+        raise ValueError(f"curriculum sampler covers {len(sampler.order)} dialogues but the training set has "
+                         f"{len(train_dialogues)}")
+    return DataLoader(DialogueDataset(train_dialogues), batch_size=batch_size, sampler=sampler,
+                      collate_fn=collate_indexed, num_workers=num_workers)
+
+
+def curriculum_for_training(train_dialogues: Sequence[Any], num_epochs: int, cfg: Any, seed: int,
+                            num_classes: int | None = None) -> CurriculumSampler:
+    """The sampler ``train-graph --curriculum`` uses: scores from ``cfg.difficulty_file`` when set,
+    else the label-entropy difficulty (:func:`graph.difficulty.label_difficulty`) of the training dialogues.
+    """
+    from graph.difficulty import label_difficulty
+
+    ids = [d.dialogue_id for d in train_dialogues]
+    scores = None if getattr(cfg, "difficulty_file", None) else label_difficulty(train_dialogues, num_classes)
+    return build_curriculum_sampler(ids, num_epochs, cfg, seed, difficulty_scores=scores)

@@ -139,3 +139,13 @@ def test_reliability_diagram_png(tmp_path):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_calibration_from_records_stacks_dialogues():
+    from graph.calibration import calibration_from_records
+
+    logits = np.log(PROBS)
+    records = [{"logits": logits[:2], "label": LABELS[:2]}, {"logits": logits[2:], "label": LABELS[2:]}]
+    z, y, m = calibration_from_records(records)
+    assert z.shape == (6, 3) and y.tolist() == LABELS.tolist()
+    assert m["ece"] == pytest.approx(expected_calibration_error(PROBS, LABELS))

@@ -163,3 +163,18 @@ def test_config_defaults_off_and_paper_values():
     assert (meld.rank_coef, meld.mscl_coef, meld.cscl_coef, meld.epoch_ratio) == (0.002, 0.15, 0.15, 0.4)
     with pytest.raises(ValueError, match="epoch_ratio"):
         CMERCConfig(epoch_ratio=0.0)
+
+
+def test_cmerc_loss_for_batch_reads_model_output_fields():
+    from types import SimpleNamespace
+
+    from graph.cmerc_losses import cmerc_loss_for_batch
+
+    torch.manual_seed(0)
+    out = SimpleNamespace(emotion_logits=torch.randn(5, 3), fused=torch.randn(5, 4),
+                          modality_reps={"ta:t": torch.randn(5, 4), "ta:a": torch.randn(5, 4)})
+    batch = SimpleNamespace(labels=torch.tensor([0, 1, 1, -1, 2]))
+    cfg = CMERCConfig(rank_coef=1.0, mscl_coef=1.0, cscl_coef=1.0)
+    got = cmerc_loss_for_batch(out, batch, cfg)
+    ref = cmerc_extra_loss(cfg, out.emotion_logits, batch.labels, out.modality_reps, out.fused)
+    assert got.total.item() == pytest.approx(ref.total.item()) and got.total.item() > 0

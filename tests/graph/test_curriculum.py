@@ -127,3 +127,24 @@ def test_build_from_config_and_alignment_errors(tmp_path):
     assert sorted(s) == [1, 2]  # ceil(3 * 0.34) = 2 easiest: d2 (0.5), d3 (1.0)
     with pytest.raises(ValueError, match="difficulty_file"):
         build_curriculum_sampler(ids, 4, cfg, seed=0)
+
+
+def test_curriculum_loader_over_fusion_dialogues_label_entropy_default():
+    from fusion.batch import Dialogue
+    from graph.curriculum import curriculum_for_training, make_curriculum_loader
+
+    def dlg(did, labels):
+        n = len(labels)
+        return Dialogue(did, {"text": np.zeros((n, 2), np.float32)}, np.asarray(labels, np.int64),
+                        np.zeros(n, np.int64))
+
+    train = [dlg("hard", [0, 1, 2, 3]), dlg("easy", [1, 1, 1]), dlg("mid", [0, 0, 1]), dlg("easy2", [2, 2])]
+    cfg = CMERCConfig(curriculum=True, epoch_ratio=0.5, curriculum_init_fraction=0.5)
+    sampler = curriculum_for_training(train, num_epochs=4, cfg=cfg, seed=0, num_classes=4)
+    loader = make_curriculum_loader(train, sampler, batch_size=8)
+    sampler.set_epoch(0)
+    (batch,) = list(loader)
+    assert sorted(batch.dialogue_ids) == ["easy", "easy2"]
+    assert sorted(batch.dialogue_index.tolist()) == [1, 3]
+    sampler.set_epoch(2)
+    assert sorted(next(iter(loader)).dialogue_ids) == ["easy", "easy2", "hard", "mid"]
