@@ -285,3 +285,37 @@ def calibration_from_records(records: Any, logits_key: str = "logits", label_key
     logits = np.concatenate([np.asarray(r[logits_key], dtype=np.float64) for r in records])
     labels = np.concatenate([np.asarray(r[label_key], dtype=np.int64) for r in records])
     return logits, labels, calibration_metrics(softmax(logits), labels, n_bins)
+
+
+CALIBRATION_KEYS = ("ece", "mce", "nll", "brier")
+
+
+def best_epoch_calibration(valid_logits: Any, valid_labels: Any, test_logits: Any, test_labels: Any,
+                           out_dir: str | Path | None = None, n_bins: int = N_BINS) -> dict[str, Any]:
+    """Calibration at the best validation epoch: test metrics, temperature scaling, diagrams.
+
+    Fits ``T`` on the validation logits, reports validation and test
+    calibration before/after, and (with ``out_dir``) writes
+    ``calibration.json`` plus ``reliability_test.png`` (raw) and
+    ``reliability_test_ts.png`` (temperature-scaled) there. Returns a flat
+    dict: ``temperature``, ``test_{ece,mce,nll,brier}``,
+    ``test_ts_{ece,mce,nll,brier}``, ``valid_ts_nll`` ...
+    """
+    from erc_common.io import write_json
+
+    rep = temperature_scaling_report(valid_logits, valid_labels, test_logits, test_labels, n_bins)
+    flat: dict[str, Any] = {"temperature": rep["temperature"]}
+    for split, before, after in (("test", "test_before", "test_after"), ("valid", "val_before", "val_after")):
+        for k in CALIBRATION_KEYS:
+            flat[f"{split}_{k}"] = rep[before][k]
+            flat[f"{split}_ts_{k}"] = rep[after][k]
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_json(out_dir / "calibration.json", {**rep, "n_bins": n_bins})
+        t = rep["temperature"]
+        plot_reliability_diagram(softmax(test_logits), test_labels, out_dir / "reliability_test.png", n_bins,
+                                 title="test, best validation epoch")
+        plot_reliability_diagram(softmax(_as_numpy(test_logits) / t), test_labels,
+                                 out_dir / "reliability_test_ts.png", n_bins,
+                                 title=f"test, temperature-scaled (T={t:.3f}, fitted on validation)")
+    return flat

@@ -30,6 +30,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from erc_common.config import ConfigError
+
 #: The paper's settings, for documentation and for ``CMERCConfig.paper_defaults``.
 PAPER_DEFAULTS: dict[str, dict[str, float]] = {
     "iemocap": {"rank_coef": 0.005, "mscl_coef": 0.05, "cscl_coef": 0.05, "epoch_ratio": 0.15},
@@ -62,23 +64,28 @@ class CMERCConfig:
     cscl_coef: float = field(default=0.0, metadata={
         "help": "weight of the context-level (same-emotion) supervised contrastive loss "
                 "(paper: IEMOCAP 0.05, MELD 0.15; 0 = off)"})
-    temperature: float = field(default=0.1, metadata={
-        "help": "temperature tau of both supervised contrastive losses"})
+    cl_temperature: float = field(default=0.1, metadata={
+        "help": "temperature tau of both supervised contrastive losses (not the post-hoc calibration "
+                "temperature, which is fitted on validation)"})
 
     def validate(self) -> None:
+        self.validate_cmerc()
+
+    def validate_cmerc(self) -> None:
+        """Check the CMERC fields (a stage config that inherits them calls this from its validate)."""
         if not 0.0 < self.epoch_ratio <= 1.0:
-            raise ValueError(f"CMERCConfig.epoch_ratio: expected a value in (0, 1], got {self.epoch_ratio}")
+            raise ConfigError(f"epoch_ratio: expected a value in (0, 1], got {self.epoch_ratio}")
         if not 0.0 < self.curriculum_init_fraction <= 1.0:
-            raise ValueError("CMERCConfig.curriculum_init_fraction: expected a value in (0, 1], "
+            raise ConfigError("curriculum_init_fraction: expected a value in (0, 1], "
                              f"got {self.curriculum_init_fraction}")
         for name in ("rank_coef", "mscl_coef", "cscl_coef", "rank_margin"):
             if getattr(self, name) < 0:
-                raise ValueError(f"CMERCConfig.{name}: expected >= 0, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ValueError(f"CMERCConfig.temperature: expected > 0, got {self.temperature}")
+                raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if self.cl_temperature <= 0:
+            raise ConfigError(f"cl_temperature: expected > 0, got {self.cl_temperature}")
 
     def __post_init__(self) -> None:
-        self.validate()
+        self.validate_cmerc()
 
     @property
     def any_loss(self) -> bool:

@@ -152,7 +152,7 @@ def cmerc_extra_loss(cfg: CMERCConfig | Any, logits: torch.Tensor, labels: torch
         total = total + cfg.rank_coef * l_rank
         parts["loss_rank"] = float(l_rank.detach())
     if cfg.mscl_coef > 0 and modality_reps is not None and len(modality_reps) >= 2:
-        l_m = modality_contrastive_loss(modality_reps, cfg.temperature)
+        l_m = modality_contrastive_loss(modality_reps, cfg.cl_temperature)
         total = total + cfg.mscl_coef * l_m
         parts["loss_mscl"] = float(l_m.detach())
     if cfg.cscl_coef > 0:
@@ -161,7 +161,7 @@ def cmerc_extra_loss(cfg: CMERCConfig | Any, logits: torch.Tensor, labels: torch
             if not modality_reps:
                 raise ValueError("cmerc_extra_loss: cscl_coef > 0 needs `fused` or `modality_reps`")
             rep = torch.stack(list(modality_reps.values())).mean(0)
-        l_c = context_contrastive_loss(rep, labels, cfg.temperature)
+        l_c = context_contrastive_loss(rep, labels, cfg.cl_temperature)
         total = total + cfg.cscl_coef * l_c
         parts["loss_cscl"] = float(l_c.detach())
     return CMERCLoss(total=total, parts=parts)
@@ -177,3 +177,16 @@ def cmerc_loss_for_batch(outputs: Any, batch: Any, cfg: CMERCConfig | Any) -> CM
     """
     return cmerc_extra_loss(cfg, outputs.emotion_logits, batch.labels,
                             getattr(outputs, "modality_reps", None), getattr(outputs, "fused", None))
+
+
+def make_cmerc_loss_hook(cfg: CMERCConfig | Any):
+    """A ``train-graph`` loss hook ``hook(out, batch, epoch) -> (Tensor, parts)``, or None when all coefs are 0."""
+    cfg = cfg if isinstance(cfg, CMERCConfig) else CMERCConfig.from_any(cfg)
+    if not cfg.any_loss:
+        return None
+
+    def cmerc_hook(out: Any, batch: Any, epoch: int):
+        res = cmerc_loss_for_batch(out, batch, cfg)
+        return res.total, res.parts
+
+    return cmerc_hook

@@ -149,3 +149,15 @@ def test_calibration_from_records_stacks_dialogues():
     z, y, m = calibration_from_records(records)
     assert z.shape == (6, 3) and y.tolist() == LABELS.tolist()
     assert m["ece"] == pytest.approx(expected_calibration_error(PROBS, LABELS))
+
+
+def test_best_epoch_calibration_writes_diagrams_and_flat_figures(tmp_path):
+    from graph.calibration import best_epoch_calibration
+
+    vz, vy = _overconfident_fixture(3, n=400)
+    tz, ty = _overconfident_fixture(4, n=400)
+    flat = best_epoch_calibration(vz, vy, tz, ty, tmp_path)
+    for name in ("calibration.json", "reliability_test.png", "reliability_test_ts.png"):
+        assert (tmp_path / name).is_file()
+    assert flat["test_ece"] == pytest.approx(expected_calibration_error(softmax(tz), ty))
+    assert flat["valid_ts_nll"] < flat["valid_nll"] and flat["temperature"] > 1

@@ -141,7 +141,7 @@ def test_cmerc_extra_loss_weighted_sum_and_off_by_default():
     fused = torch.randn(8, 6)
     off = cmerc_extra_loss(CMERCConfig(), logits, labels, reps, fused)
     assert off.total.item() == 0.0 and off.parts == {}
-    cfg = CMERCConfig(rank_coef=0.5, mscl_coef=0.25, cscl_coef=2.0, temperature=0.2)
+    cfg = CMERCConfig(rank_coef=0.5, mscl_coef=0.25, cscl_coef=2.0, cl_temperature=0.2)
     out = cmerc_extra_loss(cfg, logits, labels, reps, fused)
     expect = (0.5 * confidence_ranking_loss(logits, labels, cfg.rank_margin)
               + 0.25 * modality_contrastive_loss(reps, 0.2) + 2.0 * context_contrastive_loss(fused, labels, 0.2))
@@ -178,3 +178,18 @@ def test_cmerc_loss_for_batch_reads_model_output_fields():
     got = cmerc_loss_for_batch(out, batch, cfg)
     ref = cmerc_extra_loss(cfg, out.emotion_logits, batch.labels, out.modality_reps, out.fused)
     assert got.total.item() == pytest.approx(ref.total.item()) and got.total.item() > 0
+
+
+def test_loss_hook_matches_train_graph_contract():
+    from types import SimpleNamespace
+
+    from graph.cmerc_losses import make_cmerc_loss_hook
+
+    assert make_cmerc_loss_hook(CMERCConfig()) is None  # all off -> no hook
+    # any object with the CMERC field names works (e.g. the train-graph config)
+    hook = make_cmerc_loss_hook(SimpleNamespace(rank_coef=0.0, mscl_coef=0.0, cscl_coef=1.0, cl_temperature=0.5))
+    out = SimpleNamespace(emotion_logits=torch.randn(4, 2), fused=torch.randn(4, 3), modality_reps={})
+    batch = SimpleNamespace(labels=torch.tensor([0, 0, 1, 1]))
+    total, parts = hook(out, batch, 3)
+    assert set(parts) == {"loss_cscl"}
+    assert total.item() == pytest.approx(context_contrastive_loss(out.fused, batch.labels, 0.5).item())
