@@ -3,6 +3,25 @@ from __future__ import annotations
 
 import argparse
 
+from erc_common.cli_utils import add_stage_command
+from graph.config import GraphTrainConfig, PredictGraphConfig
+
+
+def _train(cfg: GraphTrainConfig):
+    from graph.train import run_train_graph
+
+    return run_train_graph(cfg)
+
+
+def _predict(cfg: PredictGraphConfig):
+    from graph.predict import run_predict_graph
+
+    return run_predict_graph(cfg)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands."""
+    add_stage_command(subparsers, "train-graph", GraphTrainConfig, _train,
+                      help="train the GraphSmile-style multimodal graph model (Accelerate; several seeds)")
+    add_stage_command(subparsers, "predict-graph", PredictGraphConfig, _predict,
+                      help="emotion, sentiment and class probabilities per utterance with a trained graph model")
