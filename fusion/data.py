@@ -23,7 +23,7 @@ utterance. So evaluate like this, which counts every dialogue exactly once::
     for batch in loader:                       # prepared loader
         out = model(batch)
         records += split_by_dialogue(batch, pred=out.argmax(-1), label=batch.labels)
-    records = merge_dialogue_records(accelerator.gather_object(records))
+    records = merge_dialogue_records(accelerate.utils.gather_object(records), expected=len(loader.dataset))
     # records: one dict per dialogue of the split, sorted by dialogue_index
 
 (``Accelerator(dataloader_config=DataLoaderConfiguration(even_batches=False))``
