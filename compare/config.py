@@ -25,7 +25,15 @@ class CompareConfig:
     test_sessions: list[int] = field(default_factory=lambda: [4],
                                      metadata={"help": "sessions of the test split (synthetic/iemocap)"})
     split_column: str = field(default="split", metadata={
-        "help": "table data: column with train/test values; absent -> seeded split by dialogue"})
+        "help": "table data: column with train/dev/test values ('' or absent: seeded split by dialogue)"})
+    text_column: str = field(default="text", metadata={"help": "table data: text column"})
+    emotion_column: str = field(default="emotion", metadata={"help": "table data: emotion label column"})
+    valence_column: str = "valence"
+    arousal_column: str = "arousal"
+    dominance_column: str = "dominance"
+    id_column: str = field(default="", metadata={"help": "table data: utterance id column ('' = row number)"})
+    dialogue_column: str = field(default="", metadata={
+        "help": "table data: dialogue id column ('' = every row its own dialogue)"})
     test_fraction: float = field(default=0.25, metadata={
         "help": "table data without a split column: fraction of dialogues in the test split"})
     class_sets: list[str] = field(default_factory=lambda: ["iemocap4", "iemocap6"], metadata={

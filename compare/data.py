@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -95,16 +96,16 @@ def split_by_sessions(df: pd.DataFrame, train_sessions: Sequence[int], test_sess
     return train, test
 
 
-def split_table(df: pd.DataFrame, split_column: str, test_fraction: float, seed: int,
+def split_table(df: pd.DataFrame, test_fraction: float, seed: int,
                 source: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """By ``split_column`` (train / test; dev/validation rows are not used) or seeded by dialogue."""
-    if split_column and split_column in df.columns:
-        col = df[split_column].astype(str).str.lower()
+    """By the table's split column (train / test; validation rows unused) or seeded by dialogue."""
+    if "split" in df.columns:
+        col = df["split"].astype(str)
         train, test = df[col == "train"], df[col == "test"]
         if train.empty or test.empty:
-            raise ConfigError(f"{source}: column '{split_column}' needs 'train' and 'test' rows; "
+            raise ConfigError(f"{source}: the split column needs 'train' and 'test' rows; "
                               f"found {sorted(col.unique().tolist())}")
-        return train.reset_index(drop=True), test.reset_index(drop=True), f"column '{split_column}'"
+        return train.reset_index(drop=True), test.reset_index(drop=True), "the table's split column"
     dialogues = np.array(sorted(df["dialogue_id"].astype(str).unique()))
     rng = np.random.default_rng(seed)
     n_test = max(1, int(round(test_fraction * len(dialogues))))
@@ -114,12 +115,30 @@ def split_table(df: pd.DataFrame, split_column: str, test_fraction: float, seed:
             f"seeded by dialogue (seed {seed}, {n_test}/{len(dialogues)} dialogues in test)")
 
 
+def read_labelled_table(cfg) -> pd.DataFrame:
+    """A CSV/JSONL/Parquet table through the VAD stage's reader, plus its emotion column."""
+    from vad.data import _read_any_table, read_table
+
+    if not Path(cfg.data_path).is_file():
+        raise ConfigError(f"field 'data_path': {cfg.data_path} is not a file")
+    raw = _read_any_table(Path(cfg.data_path))
+    split = cfg.split_column if cfg.split_column and cfg.split_column in raw.columns else ""
+    df = read_table(cfg.data_path, text=cfg.text_column, valence=cfg.valence_column,
+                    arousal=cfg.arousal_column, dominance=cfg.dominance_column, id=cfg.id_column,
+                    dialogue=cfg.dialogue_column, split=split)
+    if cfg.emotion_column not in raw.columns:
+        raise ConfigError(f"{cfg.data_path}: column '{cfg.emotion_column}' (for emotion) not found; "
+                          f"columns are {', '.join(map(str, raw.columns))}; set --emotion-column")
+    df["emotion"] = [None if pd.isna(e) else str(e) for e in raw[cfg.emotion_column]]
+    return df
+
+
 def load_compare_data(cfg) -> CompareData:
     """Read the utterances named by ``cfg`` and split them; rows without gold V/A/D are dropped."""
     if cfg.data == "synthetic":
-        from vad.synthetic import generate_corpus
+        from vad.data import read_synthetic
 
-        df = generate_corpus(n_dialogues=cfg.synthetic_dialogues, seed=cfg.seed).utterances
+        df = read_synthetic(cfg.synthetic_dialogues, cfg.seed)
         source = f"SYNTHETIC corpus (vad.synthetic, {cfg.synthetic_dialogues} dialogues, seed {cfg.seed})"
     elif cfg.data == "iemocap":
         from vad.data import read_iemocap
@@ -127,9 +146,7 @@ def load_compare_data(cfg) -> CompareData:
         df = read_iemocap(cfg.data_path)
         source = f"IEMOCAP release at {cfg.data_path}"
     elif cfg.data == "table":
-        from vad.data import read_table
-
-        df = read_table(cfg.data_path)
+        df = read_labelled_table(cfg)
         source = f"table {cfg.data_path}"
     else:  # validated by the config
         raise ConfigError(f"field 'data': unknown kind {cfg.data!r}")
@@ -137,7 +154,7 @@ def load_compare_data(cfg) -> CompareData:
     n_all = len(df)
     df = df[df[list(VAD_NAMES)].notna().all(axis=1)].reset_index(drop=True)
     if cfg.data == "table":
-        train, test, how = split_table(df, cfg.split_column, cfg.test_fraction, cfg.seed, source)
+        train, test, how = split_table(df, cfg.test_fraction, cfg.seed, source)
     else:
         train, test = split_by_sessions(df, cfg.train_sessions, cfg.test_sessions, source)
         how = f"train sessions {list(cfg.train_sessions)}, test sessions {list(cfg.test_sessions)}"

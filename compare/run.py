@@ -100,9 +100,10 @@ def _finetuned_model_dir(path: str) -> tuple[Path, Path | None]:
 def train_finetuned_models(cfg, out_dir: Path) -> list[str]:
     """Fine-tune one model per seed through the VAD stage; return their run directories."""
     from erc_common.config import resolve_config
+    import vad.train
     from vad.config import FinetuneConfig
-    from vad.train import finetune
 
+    finetune = getattr(vad.train, "run_finetune", None) or getattr(vad.train, "finetune")
     runs = []
     for seed in cfg.finetune_seeds:
         run_dir = out_dir / "finetune" / f"seed{seed}"
@@ -119,7 +120,7 @@ def train_finetuned_models(cfg, out_dir: Path) -> list[str]:
 
 
 def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
-    """Fields of the VAD stage's config forced by this comparison (data, seed, output).
+    """Fields of the VAD stage's config forced by this comparison (data, encoder, seed, output).
 
     The fine-tuned model must never see the compare test split, not even for
     model selection: for session data its validation split is the last training
@@ -133,8 +134,8 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
     o: dict = {"seed": seed, "output_dir": str(run_dir), "num_threads": cfg.threads}
     if cfg.finetune_epochs > 0:
         o["epochs"] = cfg.finetune_epochs
-    if not cfg.finetune_config:
-        o.update(model=cfg.model, pooling=cfg.pooling)
+    # same encoder and pooling as the zero-shot rows: the comparison isolates what fine-tuning buys
+    o.update(model=cfg.model, pooling=cfg.pooling, max_length=cfg.max_length)
     if cfg.data in ("synthetic", "iemocap"):
         train = sorted(cfg.train_sessions)
         if len(train) < 2:
@@ -150,7 +151,10 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
         if not cfg.split_column:
             raise ConfigError("field 'split_column': fine-tuning from a table needs a split column "
                               "(train/dev/test) so that the VAD stage's test split is the comparison's")
-        o.update(data=cfg.data_path, data_format="table", split="column", split_column=cfg.split_column)
+        o.update(data=cfg.data_path, data_format="table", split="column", split_column=cfg.split_column,
+                 text_column=cfg.text_column, valence_column=cfg.valence_column,
+                 arousal_column=cfg.arousal_column, dominance_column=cfg.dominance_column,
+                 id_column=cfg.id_column, dialogue_column=cfg.dialogue_column)
     unknown = sorted(set(o) - names)
     if unknown:
         raise ConfigError(f"the VAD stage's FinetuneConfig has no field(s) {unknown}; "
