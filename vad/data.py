@@ -43,7 +43,7 @@ SPLIT_NAMES = {"train": "train", "training": "train", "dev": "validation", "val"
                "valid": "validation", "validation": "validation", "test": "test"}
 
 # ``Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.``
-_UTTERANCE = re.compile(r"^(Ses\w+)\s*\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s*:\s?(.*)$")
+_UTTERANCE = re.compile(r"^(\S+?)\s*\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s*:\s?(.*)$")
 # ``[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]``
 _EVAL_HEADER = re.compile(r"^\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]")
 
@@ -116,8 +116,9 @@ def read_iemocap(root: str | Path, sessions: list[int] | None = None,
     if n_eval_without_text:
         logger.warning("%s: %d evaluated turns have no transcript line and were skipped",
                        root, n_eval_without_text)
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    return clip_vad(df, vad_range, source=str(root))
+    df = clip_vad(pd.DataFrame(rows, columns=list(COLUMNS)), vad_range, source=str(root))
+    df["emotion"] = df["emotion"].astype(object).where(df["emotion"].notna(), None)
+    return df
 
 
 def clip_vad(df: pd.DataFrame, vad_range: tuple[float, float] | None, source: str) -> pd.DataFrame:
