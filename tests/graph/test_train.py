@@ -1,0 +1,161 @@
+"""train-graph: selection rule, determinism, resume, loss modes, 2-process evaluation, predict-graph."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from erc_common.io import read_json
+from graph.config import GraphTrainConfig, PredictGraphConfig
+from graph.losses import LossCombiner
+from graph.train import select_best_epoch
+
+TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
+            shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
+            valid_ratio=0.2)
+
+
+def _flags(d: dict) -> list[str]:
+    out = []
+    for k, v in d.items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + k.replace("_", "-"))
+        elif isinstance(v, list):
+            out += [flag, *map(str, v)]
+        else:
+            out += [flag, str(v)]
+    return out
+
+
+def test_selection_picks_first_best_validation_epoch_never_test():
+    valid = [0.50, 0.62, 0.71, 0.69, 0.71, float("nan"), 0.70]
+    test = [0.90, 0.10, 0.20, 0.99, 0.30, 0.95, 0.40]       # must not matter
+    assert select_best_epoch(valid) == 2
+    assert select_best_epoch(valid[:2]) == 1
+    assert select_best_epoch([float("nan"), 0.1]) == 1
+    assert test[select_best_epoch(valid)] == 0.20
+    with pytest.raises(ValueError):
+        select_best_epoch([float("nan")])
+
+
+def test_loss_modes():
+    losses = {"emo": torch.tensor(2.0), "sen": torch.tensor(1.0), "sft": torch.tensor(0.5)}
+    assert float(LossCombiner("emo_sen_sft", (1.0, 0.6, 0.4))(losses)) == pytest.approx(2.0 + 0.6 + 0.2)
+    ep = LossCombiner("epoch", (1.0, 1.0, 1.0), epochs=4)
+    # epoch 0: a = 1/4 -> 2 * 0.25 + 1.5 * 0.75 ; last epoch: emotion only
+    assert float(ep(losses, 0)) == pytest.approx(0.5 + 1.125)
+    assert float(ep(losses, 3)) == pytest.approx(2.0)
+    auto = LossCombiner("auto")
+    assert [p.shape for p in auto.parameters()] == [torch.Size([3])]
+    # sigma = 1: sum 0.5 * L + log 2
+    assert float(auto(losses)) == pytest.approx(0.5 * 3.5 + 3 * math.log(2.0))
+
+
+def _run(tmp_path, name, **over):
+    from graph.train import run_train_graph
+
+    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / name), **over})
+    return run_train_graph(cfg)
+
+
+def test_deterministic_selection_consistent_and_resume_exact(tmp_path):
+    a = _run(tmp_path, "a", epochs=4)
+    b = _run(tmp_path, "b", epochs=4)
+    ha = pd.read_csv(tmp_path / "a" / "epochs.csv")
+    hb = pd.read_csv(tmp_path / "b" / "epochs.csv")
+    pd.testing.assert_frame_equal(ha, hb)                                  # identical 1-process runs
+    assert a["test_weighted_f1_mean"] == b["test_weighted_f1_mean"]
+    # the reported epoch is the best VALIDATION epoch of the CSV, and its test score is what the
+    # saved best model's predictions give
+    best = int(np.nanargmax(ha["valid_weighted_f1"].to_numpy()))
+    assert a["per_seed"][0]["best_epoch"] == best
+    pred = pd.read_csv(tmp_path / "a" / "seed_0" / "best_model" / "test_predictions.csv")
+    from sklearn.metrics import f1_score
+    assert f1_score(pred.label, pred.pred, average="weighted", labels=range(6)) == pytest.approx(
+        a["test_weighted_f1_mean"])
+    # interrupted after 2 epochs, resumed to 4: same history as the uninterrupted run
+    _run(tmp_path, "c", epochs=2)
+    _run(tmp_path, "c", epochs=4)
+    hc = pd.read_csv(tmp_path / "c" / "epochs.csv")
+    pd.testing.assert_frame_equal(ha, hc)
+
+
+def test_auto_loss_params_are_trained_and_checkpointed(tmp_path):
+    _run(tmp_path, "auto", epochs=1, loss="auto")
+    ckpt = tmp_path / "auto" / "seed_0" / "checkpoint"
+    from safetensors.torch import load_file
+    sigma = load_file(str(ckpt / "model_1.safetensors"))["sigma"]
+    assert sigma.shape == (3,) and not torch.allclose(sigma, torch.ones(3))   # it moved: in the optimiser
+
+
+def test_seeds_mean_std_and_predict_graph(tmp_path):
+    res = _run(tmp_path, "s", epochs=2, seeds=2, seed=5, modalities=["text", "timing"], layers=[1])
+    assert res["seeds"] == [5, 6]
+    vals = [r["test"]["weighted_f1"] for r in res["per_seed"]]
+    assert res["test_weighted_f1_mean"] == pytest.approx(np.mean(vals))
+    assert res["test_weighted_f1_std"] == pytest.approx(np.std(vals, ddof=1))
+    assert read_json(tmp_path / "s" / "results.json")["seeds"] == [5, 6]
+    assert set(pd.read_csv(tmp_path / "s" / "epochs.csv").seed) == {5, 6}
+
+    from graph.predict import run_predict_graph
+    out = tmp_path / "pred.csv"
+    run_predict_graph(PredictGraphConfig(model_dir=str(tmp_path / "s" / "seed_5" / "best_model"),
+                                         output=str(out), splits=["test"]))
+    pred = pd.read_csv(out)
+    ref = pd.read_csv(tmp_path / "s" / "seed_5" / "best_model" / "test_predictions.csv")
+    m = pred.merge(ref, on=["dialogue_id", "position"], suffixes=("", "_train"))
+    assert len(m) == len(pred) == len(ref)
+    probs = pred[[c for c in pred.columns if c.startswith("p_") and not c.startswith("p_sentiment")]]
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(m.p_hap, m.p_hap_train, atol=1e-6)
+    assert set(pred.sentiment) <= {"negative", "neutral", "positive"}
+
+
+def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_root):
+    """Two CPU processes (torchrun + Accelerate's MULTI_CPU/gloo; note that
+    `accelerate launch --cpu --num_processes 2` without mpirun starts ONE process in accelerate 1.x).
+    4 test dialogues in batches of 3 over 2 processes: Accelerate pads the last round with a
+    repeated dialogue; each is still evaluated exactly once and the metrics equal a 1-process
+    evaluation of the saved best model."""
+    out = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "cli.py", "train-graph", *_flags({**TINY, "eval_batch_size": 3, "epochs": 2,
+                                             "output_dir": str(out)})]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = read_json(out / "results.json")
+    assert res["num_processes"] == 2
+    best = out / "seed_0" / "best_model"
+    pred = pd.read_csv(best / "test_predictions.csv")
+
+    from fusion.data import load_splits
+    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(out)})
+    test = load_splits(cfg.data_config()).test
+    assert len(test) % 6 != 0                                              # padding really happens
+    assert len(pred) == sum(len(d) for d in test)                         # no repeats, none missing
+    assert not pred.duplicated(["dialogue_id", "position"]).any()
+    assert sorted(pred.dialogue_id.unique()) == sorted(d.dialogue_id for d in test)
+
+    from graph.model import load_graph_model
+    from graph.predict import predict_dialogues, load_prediction_dialogues
+    model, meta = load_graph_model(best)
+    from erc_common.config import load_yaml
+    ((_, dlgs),) = load_prediction_dialogues(PredictGraphConfig(model_dir=str(best), splits=["test"]), meta,
+                                             load_yaml(best / "config.yaml"))
+    one = pd.DataFrame(predict_dialogues(model, dlgs, batch_size=7))
+    m = one.merge(pred, on=["dialogue_id", "position"], suffixes=("", "_2p"))
+    np.testing.assert_allclose(m.p_hap, m.p_hap_2p, atol=1e-5)
+    from sklearn.metrics import accuracy_score, f1_score
+    labels = [int(x) for x in m.label]
+    one_pred = [meta["label_names"].index(e) for e in m.emotion]
+    assert accuracy_score(labels, one_pred) == pytest.approx(res["test_accuracy_mean"])
+    assert f1_score(labels, one_pred, average="weighted", labels=range(6)) == pytest.approx(
+        res["test_weighted_f1_mean"])
