@@ -110,3 +110,29 @@ def test_bad_config_is_a_clear_error(tmp_path):
         resolve_config(CompareConfig, {"zero_shot": ["nli"]})
     with pytest.raises(ConfigError, match="overlap"):
         resolve_config(CompareConfig, {"train_sessions": [1, 2], "test_sessions": [2]})
+
+
+def test_custom_table_with_its_own_labels(tmp_path, synthetic_corpus, tiny_encoder_dir):
+    """A CSV with an emotion column and no split column: class set 'all', seeded dialogue split."""
+    from compare.data import load_compare_data
+    from compare.run import run_compare
+
+    table = synthetic_corpus.utterances.drop(columns=["session"]).copy()
+    table["mood"] = table["emotion"].map({"hap": "good", "exc": "good", "sad": "bad", "ang": "bad",
+                                          "fru": "bad", "neu": "meh"})
+    csv = tmp_path / "t.csv"
+    table.drop(columns=["emotion"]).to_csv(csv, index=False)
+    cfg = resolve_config(CompareConfig, {
+        "data": "table", "data_path": str(csv), "emotion_column": "mood", "id_column": "utterance_id",
+        "dialogue_column": "dialogue_id", "class_sets": ["all"], "model": str(tiny_encoder_dir),
+        "forest_seeds": [0], "forest_n_estimators": [10], "forest_max_depth": [0],
+        "forest_min_samples_leaf": [1], "tsne_max_points": 40, "threads": 1,
+        "output_dir": str(tmp_path / "out")})
+    data = load_compare_data(cfg)
+    assert not set(data.train["dialogue_id"]) & set(data.test["dialogue_id"])
+    rep = run_compare(cfg, command="test")
+    assert rep["emotion_metrics"]["all"]["labels"] == ["bad", "good", "meh"]
+    assert (tmp_path / "out" / "report.html").is_file()
+    bad = dict(cfg.__dict__, emotion_column="nope")
+    with pytest.raises(ConfigError, match="nope"):
+        load_compare_data(CompareConfig(**bad))
