@@ -145,11 +145,10 @@ class CurriculumSampler(Sampler[int]):
         if order.shape != self.order.shape or not np.array_equal(order, self.order):
             raise ValueError("CurriculumSampler.load_state_dict: the checkpoint's easy->hard order differs "
                              "from this run's difficulty scores (different difficulty file or training set)")
+        # the schedule (num_epochs, epoch_ratio, init_fraction) stays as configured: a resumed run
+        # may extend the epochs; the saved values are there for the record
         self.epoch = int(state["epoch"])
         self.seed = int(state.get("seed", self.seed))
-        self.num_epochs = int(state.get("num_epochs", self.num_epochs))
-        self.epoch_ratio = float(state.get("epoch_ratio", self.epoch_ratio))
-        self.init_fraction = float(state.get("init_fraction", self.init_fraction))
 
 
 def build_curriculum_sampler(train_dialogue_ids: Sequence[str], num_epochs: int, cfg: Any, seed: int,
