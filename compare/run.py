@@ -112,6 +112,9 @@ def train_finetuned_models(cfg, out_dir: Path) -> list[str]:
             runs.append(str(run_dir))
             continue
         overrides = finetune_overrides(cfg, seed, run_dir)
+        if any((run_dir / "checkpoints").glob("epoch_*")) or any((run_dir / "checkpoints").glob("step_*")):
+            overrides["resume"] = "latest"  # an interrupted fine-tune continues from its checkpoint
+            logger.info("resuming the interrupted fine-tune of seed %d from %s", seed, run_dir / "checkpoints")
         ft_cfg = resolve_config(FinetuneConfig, overrides, cfg.finetune_config or None)
         logger.info("fine-tuning through the VAD stage (seed %d) into %s", seed, run_dir)
         finetune(ft_cfg)
