@@ -49,7 +49,13 @@ def run_embed(cfg: EmbedConfig) -> Path:
     has_ids = all(d.utterance_ids is not None for d in dlgs)
     uids = [u for d in dlgs for u in d.utterance_ids] if has_ids else None
     logger.info("embedding %d utterances of %d dialogues (%s) with %s", len(texts), len(dlgs), spec.name, cfg.model)
-    emb = np.asarray(encoder_fn(cfg.model, cfg.pooling, cfg.batch_size)(texts), dtype=np.float32)
+    from tqdm.auto import tqdm
+
+    encode = encoder_fn(cfg.model, cfg.pooling, cfg.batch_size)
+    chunk = max(cfg.batch_size, 16 * cfg.batch_size)
+    parts = [np.asarray(encode(texts[i:i + chunk]), dtype=np.float32)
+             for i in tqdm(range(0, len(texts), chunk), desc="embed", unit="chunk")]
+    emb = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     out = write_embeddings(cfg.output, emb, dialogue_ids, positions, uids, model=cfg.model)
     save_config(cfg, Path(str(out) + ".config.yaml"))
     print(f"wrote {out}: {emb.shape[0]} utterances x {emb.shape[1]} dims "
