@@ -132,7 +132,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
         valid_source="file", timing_source="table", default_path=("meld",)),
     DatasetSpec(
         name="iemocap_release", layout="iemocap_release",
-        description="IEMOCAP release root via vad.data.read_iemocap (6 classes; session 5 = test)",
+        description=("IEMOCAP release root via vad.data.read_iemocap (6 classes, other emotions -1 = "
+                     "unlabeled; session 5 = test, unlabeled in the shared copy)"),
         label_names=IEMOCAP6_EMOTIONS, emotion_to_sentiment=IEMOCAP_TO_SENTIMENT, has_utterance_ids=True,
         timing_source="table", default_path=("iemocap", "IEMOCAP_full_release")),
     DatasetSpec(

@@ -121,3 +121,28 @@ def test_embed_cli_on_cosmic_pickle_then_load(tmp_path, tiny_encoder_dir, projec
     with pytest.raises(DataValidationError, match="have no embedding"):
         load_splits(DataConfig(dataset="cosmic_iemocap", path=str(pkl2), modalities=["text"],
                                text_embeddings=str(out)))
+
+
+def test_embed_with_finetuned_vad_folder(tmp_path, tiny_encoder_dir):
+    """A fine-tuned VADRegressor folder embeds through its own encoder and pooling (cls here)."""
+    import torch
+
+    from fusion.config import EmbedConfig
+    from fusion.embed import run_embed
+    from vad.model import VADRegressor
+
+    torch.manual_seed(0)
+    reg = VADRegressor.from_encoder_name(str(tiny_encoder_dir), pooling="cls")
+    with torch.no_grad():                      # make it differ from the pretrained encoder
+        for p in reg.encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    folder = reg.save_pretrained(tmp_path / "best_model")
+    out = run_embed(EmbedConfig(dataset="synthetic", synthetic_dialogues=6, model=str(folder),
+                                pooling="mean", output=str(tmp_path / "e.npz"), batch_size=4))
+    table = read_embeddings(out)
+    assert table.has_utterance_ids
+    s = load_splits(DataConfig(dataset="synthetic", synthetic_dialogues=6, modalities=["text"],
+                               text_embeddings=str(out)))
+    d = s.train[0]
+    want = VADRegressor.from_pretrained(folder).embed(d.texts, batch_size=4)
+    np.testing.assert_allclose(d.features["text"], want, atol=1e-5)
