@@ -40,7 +40,7 @@ import numpy as np
 from fusion.batch import Dialogue, DialogueBatch, collate_dialogues
 from fusion.config import DataConfig
 from fusion.readers import RawCorpus, RawDialogue, read_corpus, read_meld_tables
-from fusion.registry import TIMING_DIM, DatasetSpec, get_spec
+from fusion.registry import DatasetSpec, get_spec
 from fusion.validate import DataValidationError, check_disjoint_splits, fail
 
 logger = logging.getLogger(__name__)
