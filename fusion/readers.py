@@ -50,16 +50,17 @@ class RawCorpus:
         return sum(len(d) for d in self.dialogues.values())
 
 
-def _bin(scores: np.ndarray, edges) -> np.ndarray:
-    return np.digitize(scores, np.asarray(edges, dtype=np.float64), right=False).astype(np.int64)
-
-
-def _sentiments_from_scores(scores: np.ndarray, spec: DatasetSpec) -> np.ndarray:
-    lo, hi = spec.score_to_sentiment_edges
-    idx = {name: i for i, name in enumerate(spec.sentiment_names)}
-    out = np.full(len(scores), idx["neutral"], dtype=np.int64)
-    out[scores < lo] = idx["negative"]
-    out[scores > hi] = idx["positive"]
+def bin_scores(scores: np.ndarray, bins) -> np.ndarray:
+    """Index of the interval ``(low, high, low_closed, high_closed)`` holding each score."""
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.full(len(scores), -1, dtype=np.int64)
+    for k, (lo, hi, lo_closed, hi_closed) in enumerate(bins):
+        above = scores >= lo if lo_closed else scores > lo
+        below = scores <= hi if hi_closed else scores < hi
+        hit = above & below
+        if (hit & (out >= 0)).any():
+            raise ValueError(f"score bins overlap at {scores[hit & (out >= 0)][0]}")
+        out[hit] = k
     return out
 
 
@@ -100,9 +101,8 @@ def _labels(value, source: str, dlg: str, spec: DatasetSpec) -> tuple[np.ndarray
     if not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise fail(source, dlg, "videoLabels", f"non-finite label at utterance {i}")
-    if spec.score_to_class_edges is not None:
-        scores = np.clip(arr, -3.0, 3.0)
-        return _bin(scores, spec.score_to_class_edges), _sentiments_from_scores(arr, spec)
+    if spec.score_class_bins is not None:
+        return bin_scores(arr, spec.score_class_bins), bin_scores(arr, spec.score_sentiment_bins)
     if not np.all(arr == np.round(arr)):
         raise fail(source, dlg, "videoLabels", "expected integer class indices, got fractional values")
     labels = arr.astype(np.int64)
@@ -341,7 +341,7 @@ def _dims_match(spec: DatasetSpec, f: dict) -> bool:
                     return False
         labels = np.asarray(list(f["videoLabels"][first]), dtype=np.float64)
         is_int = bool(np.all(labels == np.round(labels)))
-        if spec.score_to_class_edges is None and not is_int:
+        if spec.score_class_bins is None and not is_int:
             return False
         if "videoSpeakers" in f and not spec.speakers_are_onehot:
             if np.ndim(list(f["videoSpeakers"][first])[0]) == 1:

@@ -27,11 +27,15 @@ IEMOCAP_TO_SENTIMENT = {"sad": "negative", "ang": "negative", "fru": "negative",
                         "neu": "neutral", "hap": "positive", "exc": "positive"}
 IEMOCAP4_TO_SENTIMENT = {"sad": "negative", "ang": "negative", "neu": "neutral", "hap": "positive"}
 
-# CMU-MOSEI: score in [-3, 3]. 7 classes = round(clip(score, -3, 3)), i.e. these
-# right-open bin edges between the classes -3..+3 (a score of exactly -2.5
-# falls in class -2). Sentiment: score < 0 negative, == 0 neutral, > 0 positive.
-MOSEI_CLASS_EDGES = (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)
-MOSEI_SENTIMENT_EDGES = (0.0, 0.0)  # (lower, upper): < lower negative, > upper positive, else neutral
+# CMU-MOSEI: a sentiment score in [-3, 3] per utterance, binned as GraphSmile's loader does.
+# Each class is an interval (low, high, low_closed, high_closed); every score falls in exactly one.
+# 7 classes: < -2 | [-2, -1) | [-1, 0) | exactly 0 | (0, 1] | (1, 2] | > 2.
+INF = float("inf")
+MOSEI_CLASS_BINS = ((-INF, -2.0, False, False), (-2.0, -1.0, True, False), (-1.0, 0.0, True, False),
+                    (0.0, 0.0, True, True), (0.0, 1.0, False, True), (1.0, 2.0, False, True),
+                    (2.0, INF, False, False))
+# 3 sentiments (POLARITY order): < 0 negative | exactly 0 neutral | > 0 positive.
+MOSEI_SENTIMENT_BINS = ((-INF, 0.0, False, False), (0.0, 0.0, True, True), (0.0, INF, False, False))
 
 TIMING_DIM = 4
 TIMING_FEATURES = ("duration", "words_per_second", "gap_to_previous", "overlap_with_previous")
@@ -54,8 +58,9 @@ class DatasetSpec:
     has_sentences: bool = True
     has_utterance_ids: bool = False              # utterance ids in the file (for joins)
     valid_source: str = "carve"                  # "file": the file's own valid ids; "carve": seeded split of train
-    score_to_class_edges: tuple[float, ...] | None = None    # continuous labels -> classes
-    score_to_sentiment_edges: tuple[float, float] | None = None
+    # continuous labels -> class / sentiment index: one (low, high, low_closed, high_closed) per class
+    score_class_bins: tuple[tuple[float, float, bool, bool], ...] | None = None
+    score_sentiment_bins: tuple[tuple[float, float, bool, bool], ...] | None = None
     timing_source: str | None = None             # "release_join", "release_ids", "meld_csv", "table", None
     default_path: tuple[str, ...] | None = None  # under the real-data folder
     speakers_are_onehot: bool = False
@@ -107,7 +112,7 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
         description="CMU-MOSEI in GraphSmile's 9-tuple layout; videoLabels are scores in [-3, 3]",
         label_names=MOSEI_CLASSES, fields=_GS_IEMOCAP4,
         dims={"text": 1024, "audio": 384, "visual": 35}, text_layers=1,
-        score_to_class_edges=MOSEI_CLASS_EDGES, score_to_sentiment_edges=MOSEI_SENTIMENT_EDGES),
+        score_class_bins=MOSEI_CLASS_BINS, score_sentiment_bins=MOSEI_SENTIMENT_BINS),
     DatasetSpec(
         name="dialoguegcn_iemocap", layout="pickle",
         description="DialogueRNN/DialogueGCN IEMOCAP 9-tuple (text 100, audio 100, visual 512)",

@@ -65,7 +65,7 @@ def build_layout(dataset: str, n_dialogues: int = 8, min_len: int = 3, max_len: 
             members["videoSpeakers"][vid] = [list(np.eye(9, dtype=int)[names.index(s)]) for s in spk]
         else:
             members["videoSpeakers"][vid] = spk
-        if spec.score_to_class_edges is not None:
+        if spec.score_class_bins is not None:
             labels = list(np.round(rng.uniform(-3, 3, size=n), 4))
         elif g is not None:
             labels = [spec.label_names.index(e) if e in spec.label_names else 0 for e in g["emotion"]]

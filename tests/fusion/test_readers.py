@@ -9,7 +9,7 @@ import pytest
 from fusion.config import DataConfig
 from fusion.data import load_splits
 from fusion.readers import detect, read_corpus, read_meld_csv, read_pickle
-from fusion.registry import DATASETS, MOSEI_CLASS_EDGES, get_spec
+from fusion.registry import DATASETS, get_spec
 from fusion.synthetic_pickles import build_layout, write_layout_pickle
 
 PICKLE_LAYOUTS = [n for n, s in DATASETS.items() if s.layout == "pickle"]
@@ -54,7 +54,7 @@ def test_each_layout_reads_back(tmp_path, name):
     if "videoAudio" in f:
         np.testing.assert_array_equal(d.features["audio"], f["videoAudio"][vid])
         np.testing.assert_array_equal(d.features["visual"], f["videoVisual"][vid])
-    if spec.score_to_class_edges is None:
+    if spec.score_class_bins is None:
         np.testing.assert_array_equal(d.labels, f["videoLabels"][vid])
     if "videoSentiments" in f:
         np.testing.assert_array_equal(d.sentiments, f["videoSentiments"][vid])
@@ -99,12 +99,14 @@ def test_iemocap6_sentiments_from_emotions(tmp_path):
 
 
 def test_mosei_scores_to_classes_and_sentiments(tmp_path):
-    assert MOSEI_CLASS_EDGES == (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)
     spec = get_spec("mosei")
     obj = list(build_layout("mosei", n_dialogues=4, seed=0))
     f = dict(zip(spec.fields, obj))
     vid = f["trainVid"][0]
-    scores = [-3.0, -2.6, -2.5, -0.4, 0.0, 0.2, 0.5, 2.49, 3.0]
+    # GraphSmile's bins: <-2 | [-2,-1) | [-1,0) | ==0 | (0,1] | (1,2] | >2
+    scores = [-3.0, -2.01, -2.0, -1.5, -1.0, -0.01, 0.0, 0.01, 1.0, 1.5, 2.0, 2.01, 3.0]
+    classes = [0, 0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 6]
+    sentiments = [0] * 6 + [1] + [2] * 6
     n = len(scores)
     f["videoLabels"][vid] = scores
     f["videoSpeakers"][vid] = ["M"] * n
@@ -115,9 +117,19 @@ def test_mosei_scores_to_classes_and_sentiments(tmp_path):
                                               "videoVisual": "visual"}[k]]), np.float32)
     d = read_pickle(write_layout_pickle(tmp_path / "m.pkl", "mosei", [f[k] for k in spec.fields]), spec
                     ).dialogues[vid]
-    # class index 0..6 = score -3..+3 rounded, -2.5 goes up to -2 (right-open bins)
-    np.testing.assert_array_equal(d.labels, [0, 0, 1, 3, 3, 3, 4, 5, 6])
-    np.testing.assert_array_equal(d.sentiments, [0, 0, 0, 0, 1, 2, 2, 2, 2])
+    np.testing.assert_array_equal(d.labels, classes)
+    np.testing.assert_array_equal(d.sentiments, sentiments)
+
+
+def test_score_bins_cover_the_line_once():
+    from fusion.readers import bin_scores
+    from fusion.registry import MOSEI_CLASS_BINS, MOSEI_SENTIMENT_BINS
+
+    x = np.concatenate([np.linspace(-5, 5, 2001), [-2, -1, 0, 1, 2]])
+    for bins in (MOSEI_CLASS_BINS, MOSEI_SENTIMENT_BINS):
+        assert (bin_scores(x, bins) >= 0).all()
+    with pytest.raises(ValueError, match="overlap"):
+        bin_scores(np.array([0.0]), ((-1, 0, True, True), (0, 1, True, True)))
 
 
 def test_split_ids_as_sets_are_accepted(tmp_path):
