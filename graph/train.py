@@ -232,6 +232,7 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
         state["history"].append(row)
         best = select_best_epoch([r[f"valid_{cfg.selection_metric}"] for r in state["history"]])
         improved = state["history"][best]["epoch"] == epoch
+        test = None
         if improved:
             test = evaluate(model, test_loader, accelerator, n_test)
             state.update(best_epoch=epoch, best_valid=vm, test=test.metrics(label_names))
@@ -259,7 +260,8 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
                     train_stats.get("loss", float("nan")), vm["accuracy"], vm["weighted_f1"],
                     " (best)" if improved else "")
         if on_epoch_end is not None:
-            on_epoch_end({"epoch": epoch, "valid": valid, "model": model, "improved": improved})
+            on_epoch_end({"epoch": epoch, "valid": valid, "test": test, "model": model, "improved": improved,
+                          "accelerator": accelerator, "run_dir": run_dir})
     accelerator.wait_for_everyone()
     result = {"seed": seed, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
               "valid": state["best_valid"], "test": state["test"], "best_model": str(best_dir)}
@@ -296,8 +298,14 @@ def summarize_seeds(results: Sequence[dict]) -> dict:
     return out
 
 
-def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), splits=None) -> dict:
-    """Entry point of ``cli.py train-graph``: every seed, then ``results.json`` and ``epochs.csv``."""
+def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), splits=None,
+                    on_epoch_end: Callable[[dict], None] | None = None) -> dict:
+    """Entry point of ``cli.py train-graph``: every seed, then ``results.json`` and ``epochs.csv``.
+
+    ``loss_hooks`` are added to every training step's loss (see :func:`compute_losses`);
+    ``on_epoch_end(info)`` gets ``epoch, valid (EvalResult), test (EvalResult at a new best
+    validation epoch, else None), model, improved, accelerator, run_dir`` after each epoch.
+    """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
@@ -311,6 +319,12 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     setup_logging(accelerator.is_main_process)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != accelerator.num_processes:
+        raise RuntimeError(f"WORLD_SIZE={world} but Accelerate runs {accelerator.num_processes} process(es): "
+                           "independent runs would overwrite each other's files. On CPU launch with "
+                           "`ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N cli.py train-graph ...`")
     out_dir = Path(cfg.output_dir)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +335,7 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
     results, history = [], []
     for k in range(cfg.seeds):
         seed = cfg.seed + k
-        res = train_seed(cfg, splits, seed, out_dir / f"seed_{seed}", accelerator, loss_hooks)
+        res = train_seed(cfg, splits, seed, out_dir / f"seed_{seed}", accelerator, loss_hooks, on_epoch_end)
         results.append(res)
         history += res.pop("history")
     summary = {"dataset": cfg.dataset, "modalities": cfg.modalities, "selection": f"valid_{cfg.selection_metric}",

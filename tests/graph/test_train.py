@@ -87,8 +87,18 @@ def test_deterministic_selection_consistent_and_resume_exact(tmp_path):
     pd.testing.assert_frame_equal(ha, hc)
 
 
-def test_auto_loss_params_are_trained_and_checkpointed(tmp_path):
-    _run(tmp_path, "auto", epochs=1, loss="auto")
+def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
+    from graph.train import run_train_graph
+
+    seen = []
+    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / "auto"), "epochs": 1, "loss": "auto"})
+    run_train_graph(cfg, loss_hooks=[lambda out, batch, epoch: (out.emotion_logits.sum() * 0 + 100.0,
+                                                                 {"loss_hook": 100.0})],
+                    on_epoch_end=lambda info: seen.append((info["epoch"], info["test"] is not None,
+                                                           info["valid"].emotion_probs.shape[1])))
+    assert seen == [(0, True, 6)]                     # first epoch is always a new best: test evaluated
+    hist = pd.read_csv(tmp_path / "auto" / "epochs.csv")
+    assert hist.loss_hook.tolist() == [100.0] and (hist.loss > 100.0).all()
     ckpt = tmp_path / "auto" / "seed_0" / "checkpoint"
     from safetensors.torch import load_file
     sigma = load_file(str(ckpt / "model_1.safetensors"))["sigma"]
