@@ -79,7 +79,7 @@ class CompareConfig:
     tsne_max_points: int = field(default=1500, metadata={
         "help": "t-SNE on at most this many test utterances (seeded subsample)"})
     seed: int = field(default=0, metadata={"help": "seed of subsampling, t-SNE and data split"})
-    threads: int = field(default=2, metadata={"help": "torch threads"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (keep 1 on a shared, busy CPU)"})
     output_dir: str = "runs/compare_synthetic"
     overwrite_predictions: bool = field(default=False, metadata={
         "help": "recompute cached predictions (default: reuse them, so an interrupted run resumes)"})

@@ -262,7 +262,7 @@ dt{font-weight:600}"""
 
 
 def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: Path,
-                 command: str | None, elapsed_s: float) -> dict:
+                 command: str | None, started: float) -> dict:
     from compare.data import resolve_class_set
 
     out_dir = Path(out_dir)
@@ -292,6 +292,9 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
     ]
     figures = [(t, c, p) for t, c, p in figures if p is not None]
 
+    import time
+
+    elapsed_s = time.time() - started
     encoders = {s.name: s.source for s in settings if s.kind != "gold"}
     seeds = {"seed (data split, subsample, t-SNE)": cfg.seed, "forest seeds": list(cfg.forest_seeds),
              "fine-tune seeds": list(cfg.finetune_seeds) if cfg.train_finetuned else "given folders"}

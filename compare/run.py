@@ -350,12 +350,12 @@ def run_compare(cfg, command: str | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
     set_seed(cfg.seed)
-    command = command or "python cli.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else command
+    command = command or "python " + shlex.join(sys.argv)
     data = load_compare_data(cfg)
     settings, sub = build_settings(cfg, data, out_dir)
     results = evaluate_settings(cfg, data, settings)
     write_prediction_tables(out_dir, data, settings)
     report = write_report(cfg, data, settings, results, sub, out_dir, command=command,
-                          elapsed_s=time.time() - t_start)
+                          started=t_start)
     logger.info("report written to %s (%.0fs)", out_dir / "report.html", time.time() - t_start)
     return report
