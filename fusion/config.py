@@ -42,6 +42,9 @@ class DataConfig:
         "help": "IEMOCAP release root for timing joins; None = data folder's iemocap/IEMOCAP_full_release"})
     meld_csv_dir: str | None = field(default=None, metadata={
         "help": "folder of MELD *_sent_emo.csv for COSMIC MELD timing; None = data folder's meld/"})
+    timing_transform: str = field(default="log1p", metadata={
+        "help": "applied to the 4 timing features before normalisation: log1p (tames MELD's 1000-s gaps) or none",
+        "choices": ("log1p", "none")})
     valid_ratio: float = field(default=0.1, metadata={
         "help": "fraction of training dialogues carved out as validation (datasets without their own)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/valid carve"})
@@ -66,6 +69,8 @@ class DataConfig:
             raise ConfigError(f"text_join: expected one of {JOIN_MODES}, got {self.text_join!r}")
         if self.text_source == "embeddings" and not self.text_embeddings:
             raise ConfigError("text_source=embeddings needs text_embeddings (a file from `cli.py embed`)")
+        if self.timing_transform not in ("log1p", "none"):
+            raise ConfigError(f"timing_transform: expected log1p or none, got {self.timing_transform!r}")
         if not 0.0 <= self.valid_ratio < 1.0:
             raise ConfigError(f"valid_ratio: expected 0 <= ratio < 1, got {self.valid_ratio}")
         if self.hash_dim < 1:

@@ -205,6 +205,8 @@ def build_features(corpus: RawCorpus, cfg: DataConfig) -> dict[str, dict[str, np
 
             attach_timestamps(corpus, cfg)
             per = {k: timing_features(d.start, d.end, d.texts) for k, d in corpus.dialogues.items()}
+            if cfg.timing_transform == "log1p":  # all four are >= 0 and heavy-tailed
+                per = {k: np.log1p(a) for k, a in per.items()}
         else:
             per = {k: d.features[m] for k, d in corpus.dialogues.items()}
         for k, a in per.items():

@@ -159,7 +159,7 @@ def test_meld_csv_reader(tmp_path):
     np.testing.assert_allclose(d.start, [1.0, 2.0])
     np.testing.assert_allclose(c.dialogues["test_0"].end, [3601.0])
     s = load_splits(DataConfig(dataset="meld_csv", path=str(tmp_path), modalities=["text", "timing"],
-                               normalize=[]))
+                               normalize=[], timing_transform="none"))
     np.testing.assert_allclose(s.train[0].features["timing"], [[1.5, 2 / 1.5, 0, 0], [1.0, 2.0, 0, 0.5]],
                                rtol=1e-6)
 

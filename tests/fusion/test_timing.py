@@ -71,7 +71,7 @@ def test_cosmic_pickle_timing_join_on_synthetic_release(tmp_path, ses_corpus, se
     """COSMIC layout built from the corpus (no utterance ids) gets the corpus's own timestamps."""
     path = write_layout_pickle(tmp_path / "c.pkl", "cosmic_iemocap", corpus=ses_corpus)
     s = load_splits(DataConfig(dataset="cosmic_iemocap", path=str(path), modalities=["timing"],
-                               release_root=str(ses_release), normalize=[]))
+                               release_root=str(ses_release), normalize=[], timing_transform="none"))
     df = ses_corpus.utterances.set_index("dialogue_id")
     for d in s.train + s.valid + s.test:
         g = df.loc[[d.dialogue_id]]
@@ -83,10 +83,11 @@ def test_cosmic_pickle_timing_join_on_synthetic_release(tmp_path, ses_corpus, se
 def test_graphsmile_pickle_timing_by_utterance_id(tmp_path, ses_corpus, ses_release):
     path = write_layout_pickle(tmp_path / "i6.pkl", "iemocap6", corpus=ses_corpus)
     s = load_splits(DataConfig(dataset="iemocap6", path=str(path), modalities=["text", "timing"],
-                               release_root=str(ses_release), normalize=[]))
+                               release_root=str(ses_release), normalize=[]))   # default log1p
     d = s.test[0]
     g = ses_corpus.utterances[ses_corpus.utterances.dialogue_id == d.dialogue_id]
-    np.testing.assert_allclose(d.features["timing"][:, 0], (g["end"] - g["start"]).to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(d.features["timing"][:, 0], np.log1p((g["end"] - g["start"]).to_numpy()),
+                               rtol=1e-4)
 
 
 def test_timing_unavailable_is_an_error(tmp_path):
