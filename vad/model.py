@@ -140,6 +140,12 @@ class VADRegressor(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.encoder = encoder
         self.tokenizer = tokenizer
+        # BERT-style pooler layers are not used by our pooling: freeze them so DDP does not wait
+        # for their gradients (they are still saved, the folder stays a complete encoder).
+        pooler = getattr(encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            for p in pooler.parameters():
+                p.requires_grad_(False)
         self.pooling = pooling
         self.dropout_p = float(dropout)
         self.max_length = int(max_length)

@@ -102,9 +102,10 @@ def test_real_iemocap_counts():
 
 def test_real_emobank_split_column():
     path = require_data("emobank", "emobank.csv")
-    splits = build_splits(FinetuneConfig(data=str(path)))
-    assert {k: len(v) for k, v in splits.datasets.items()} == {"train": 8062, "validation": 1000, "test": 1000}
-    assert splits.mode == "column"
+    df = read_emobank(path)
+    masks, mode = assign_splits(df, FinetuneConfig(data=str(path)), default_mode="column")
+    assert mode == "column" and labeled_mask(df).all()
+    assert {k: int(m.sum()) for k, m in masks.items()} == {"train": 8062, "validation": 1000, "test": 1000}
 
 
 def test_session_splits_and_leave_one_out(tmp_path, synthetic_release):
