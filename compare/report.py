@@ -237,6 +237,32 @@ def emotion_table(entry: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def finetuned_seed_summary(results: dict, settings) -> dict | None:
+    """Mean ± sample std over the fine-tuned models (seeds) of their headline numbers."""
+    names = [s.name for s in settings if s.kind == "fine-tuned"]
+    if len(names) < 2:
+        return None
+    out: dict = {"models": names, "vad_test": {}, "emotion": {}}
+    for k in [f"{d}_{m}" for d in VAD_NAMES for m in ("pearson", "ccc")] + ["rmse"]:
+        v = np.array([results["vad"][n]["test"][k] for n in names], dtype=np.float64)
+        out["vad_test"][k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1))}
+    for cs, entry in results["emotion"].items():
+        out["emotion"][cs] = {}
+        for k in ("accuracy", "weighted_f1", "macro_f1"):
+            v = np.array([entry["settings"][n]["summary"][k]["mean"] for n in names])
+            out["emotion"][cs][k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1))}
+    return out
+
+
+def seed_summary_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    pm = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"  # noqa: E731
+    head = ["quantity", f"mean ± std over {len(summary['models'])} fine-tuned models"]
+    rows = [[f"test {k.replace('_', ' ')}", pm(v)] for k, v in summary["vad_test"].items()]
+    for cs, ms in summary["emotion"].items():
+        rows += [[f"{cs} {k.replace('_', ' ')} (forest)", pm(v)] for k, v in ms.items()]
+    return head, rows
+
+
 def _md_table(head, rows) -> str:
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(esc(h) for h in head) + " |", "|" + "---|" * len(head)]
@@ -320,6 +346,11 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
         ("V/A/D prediction, training split", "Fine-tuned models saw these utterances in training.",
          vad_table(results, settings, "train")),
     ]
+    seed_summary = finetuned_seed_summary(results, settings)
+    if seed_summary is not None:
+        sections.append(("Fine-tuned models: mean ± std over fine-tune seeds",
+                         "Each fine-tuned model's forest number is itself the mean over the forest seeds.",
+                         seed_summary_table(seed_summary)))
     for cs_name, entry in results["emotion"].items():
         counts = ", ".join(f"{lab} {n}" for lab, n in zip(entry["labels"], entry["test_counts"]))
         sections.append((f"Emotion from V/A/D (Random Forest), {cs_name}",
@@ -371,6 +402,7 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
                       "train_log": s.train_log, "info": s.info} for s in settings],
         "vad_metrics": results["vad"],
         "emotion_metrics": results["emotion"],
+        "finetuned_seed_summary": seed_summary,
         "figures": {p.stem: f"figures/{p.name}" for _, _, p in figures},
     }
     write_json(out_dir / "report.json", report)
