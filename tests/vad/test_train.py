@@ -164,3 +164,17 @@ def test_two_processes_count_each_example_once(tmp_path, tiny_encoder_dir):
                                 resume=str(resumed / "checkpoints" / "epoch_1")))
     for key in ("mse", "ccc"):
         assert metrics(resumed)["test"][key] == pytest.approx(m1["test"][key], rel=1e-3, abs=1e-4)
+
+
+def test_early_stopping_and_best_by_val_loss(tmp_path, tiny_encoder_dir):
+    """With lr 0 the validation loss never improves: stop after `patience` epochs, keep epoch 1."""
+    from vad.config import FinetuneConfig
+    from vad.train import run_finetune
+
+    out = tmp_path / "es"
+    r = run_finetune(FinetuneConfig(data="synthetic", synthetic_dialogues=10, epochs=5, learning_rate=0.0,
+                                    num_threads=1, plots=False, model=str(tiny_encoder_dir),
+                                    metric_for_best="val_loss", early_stopping_patience=2, output_dir=str(out)))
+    assert r["stopped_early"] and r["epochs_run"] == 3 and r["best_epoch"] == 1
+    rows = read_log(out)
+    assert len(rows) == 3 and len({r["val_loss"] for r in rows}) == 1
