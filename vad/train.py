@@ -249,8 +249,9 @@ def run_finetune(cfg) -> dict:
     # ---- data and model ------------------------------------------------------------------
     with accelerator.main_process_first():
         splits = build_splits(cfg, seed=cfg.seed)
-    model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
-                                           max_length=cfg.max_length)
+        # builtin:tiny is built on first use: one process builds it, the others then load it
+        model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
+                                               max_length=cfg.max_length)
     train_targets = np.stack([np.asarray(splits.datasets["train"][d], dtype=np.float64) for d in VAD_NAMES], 1)
     model.fit_scaler(train_targets)
     tokenizer = model.tokenizer
