@@ -203,14 +203,17 @@ class VADRegressor(nn.Module):
         return self.tokenizer
 
     @torch.no_grad()
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """V/A/D ``(n, 3)`` on the original scale, in input order."""
+    def predict(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """V/A/D ``(n, 3)`` on the original scale, in input order (``progress``: a tqdm bar)."""
+        from tqdm.auto import tqdm
+
         tok = self._require_tokenizer()
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         out = np.zeros((len(texts), len(self.target_names)), dtype=np.float32)
-        for idx, enc in _batched_by_length(tok, texts, batch_size, self.max_length):
+        batches = _batched_by_length(tok, texts, batch_size, self.max_length)
+        for idx, enc in tqdm(batches, total=-(-len(texts) // batch_size), desc="predict", disable=not progress):
             inputs = _encoder_inputs(enc, device)
             out[idx] = self(**inputs)["vad"].float().cpu().numpy()
         self.train(was_training)
