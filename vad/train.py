@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from erc_common.accel import end_stage
 from erc_common.config import ConfigError, save_config
 from erc_common.io import atomic_replace_dir, write_csv, write_json
 from erc_common.metrics import VAD_NAMES, regression_metrics
@@ -424,7 +425,7 @@ def run_finetune(cfg) -> dict:
                     state.best_epoch, test["metrics"]["ccc"], test["metrics"]["pearson"],
                     test["metrics"]["rmse"], " [test = validation split]" if splits.test_is_validation else "")
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    end_stage(accelerator)  # keeps the process group when a pipeline runs more stages
     result["paths"] = {k: str(out_dir / v) for k, v in dict(
         config="config.yaml", train_log="train_log.csv", metrics="metrics.json",
         predictions="test_predictions.csv", best_model="best_model", checkpoints="checkpoints").items()}
