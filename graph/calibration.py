@@ -20,13 +20,16 @@ prediction ``yhat_i = argmax_k p_ik``.
   logits ``z`` by minimising ``NLL(softmax(z / T))`` over ``log T`` with
   L-BFGS; NLL is convex in ``1/T``, so the 1-D problem has one minimum. The
   fitted ``T`` is then applied to the test logits; argmax (hence accuracy
-  and F1) does not change, only the confidences.
+  and F1) does not change, only the confidences. ``T`` is kept in [0.01, 100];
+  when the validation split is classified perfectly the NLL has no interior
+  minimum, ``T`` reaches 0.01 and a warning is logged.
 
 Labels ``-1`` (unlabelled) are dropped before every metric.
 """
 from __future__ import annotations
 
 import io
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +240,11 @@ def fit_temperature(logits: Any, labels: Any, max_iter: int = 200,
     t = float(log_t.detach().clamp(lo, hi).exp())
     if not math.isfinite(t):
         raise FloatingPointError("fit_temperature: optimisation diverged")
+    if t <= bounds[0] * 1.001 or t >= bounds[1] / 1.001:
+        # e.g. every validation example classified correctly: NLL keeps falling as T -> 0
+        logging.getLogger(__name__).warning(
+            "fit_temperature: T=%.4g reached its bound %s (validation NLL has no interior minimum, e.g. a "
+            "perfectly classified validation split); the scaled test figures are not trustworthy", t, bounds)
     return t
 
 

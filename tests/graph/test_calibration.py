@@ -161,3 +161,12 @@ def test_best_epoch_calibration_writes_diagrams_and_flat_figures(tmp_path):
         assert (tmp_path / name).is_file()
     assert flat["test_ece"] == pytest.approx(expected_calibration_error(softmax(tz), ty))
     assert flat["valid_ts_nll"] < flat["valid_nll"] and flat["temperature"] > 1
+
+
+def test_temperature_hits_lower_bound_with_warning_on_perfect_validation(caplog):
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    labels = np.array([0, 1, 0])  # all correct: NLL decreases monotonically as T -> 0
+    with caplog.at_level("WARNING"):
+        t = fit_temperature(logits, labels)
+    assert t == pytest.approx(0.01, rel=1e-3)
+    assert "reached its bound" in caplog.text
