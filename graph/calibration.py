@@ -22,7 +22,8 @@ prediction ``yhat_i = argmax_k p_ik``.
   fitted ``T`` is then applied to the test logits; argmax (hence accuracy
   and F1) does not change, only the confidences. ``T`` is kept in [0.01, 100];
   when the validation split is classified perfectly the NLL has no interior
-  minimum, ``T`` reaches 0.01 and a warning is logged.
+  minimum (it falls as ``T -> 0``): the fit stops at a small ``T`` and a
+  warning is logged.
 
 Labels ``-1`` (unlabelled) are dropped before every metric.
 """
@@ -240,11 +241,12 @@ def fit_temperature(logits: Any, labels: Any, max_iter: int = 200,
     t = float(log_t.detach().clamp(lo, hi).exp())
     if not math.isfinite(t):
         raise FloatingPointError("fit_temperature: optimisation diverged")
-    if t <= bounds[0] * 1.001 or t >= bounds[1] / 1.001:
-        # e.g. every validation example classified correctly: NLL keeps falling as T -> 0
+    all_correct = bool((z.argmax(dim=1) == y).all())
+    if all_correct or t <= bounds[0] * 1.001 or t >= bounds[1] / 1.001:
+        # every validation example classified correctly: NLL keeps falling as T -> 0, no interior minimum
         logging.getLogger(__name__).warning(
-            "fit_temperature: T=%.4g reached its bound %s (validation NLL has no interior minimum, e.g. a "
-            "perfectly classified validation split); the scaled test figures are not trustworthy", t, bounds)
+            "fit_temperature: T=%.4g (bounds %s, validation all correct: %s): validation NLL has no interior "
+            "minimum; the temperature-scaled test figures are not trustworthy", t, bounds, all_correct)
     return t
 
 
