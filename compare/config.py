@@ -60,7 +60,7 @@ class CompareConfig:
     # ---- fine-tuned settings ----------------------------------------------------------------
     finetuned: list[str] = field(default_factory=list, metadata={
         "help": "fine-tuned VADRegressor folders (a run dir with best_model/ or the model folder)"})
-    train_finetuned: bool = field(default=False, metadata={
+    train_finetuned: bool = field(default=True, metadata={
         "help": "fine-tune first through the VAD stage (vad.train.finetune), one run per seed"})
     finetune_config: str = field(default="", metadata={
         "help": "YAML of the VAD stage used as the base when train_finetuned (fields of FinetuneConfig)"})
@@ -71,10 +71,10 @@ class CompareConfig:
         "help": "random_state of the forest and of the CV folds; results are mean +- std over them"})
     cv_folds: int = 3
     cv_scoring: str = field(default="f1_weighted", metadata={"help": "sklearn scoring for GridSearchCV"})
-    forest_n_estimators: list[int] = field(default_factory=lambda: [100, 300])
-    forest_max_depth: list[int] = field(default_factory=lambda: [0, 6, 12], metadata={
+    forest_n_estimators: list[int] = field(default_factory=lambda: [100])
+    forest_max_depth: list[int] = field(default_factory=lambda: [0, 8], metadata={
         "help": "0 means unlimited depth"})
-    forest_min_samples_leaf: list[int] = field(default_factory=lambda: [1, 5, 20])
+    forest_min_samples_leaf: list[int] = field(default_factory=lambda: [5, 20])
     # ---- report -----------------------------------------------------------------------------
     tsne_max_points: int = field(default=1500, metadata={
         "help": "t-SNE on at most this many test utterances (seeded subsample)"})

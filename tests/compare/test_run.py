@@ -86,7 +86,7 @@ def test_rerun_reuses_cached_predictions(compare_run, tiny_encoder_dir):
         "model": str(tiny_encoder_dir), "output_dir": str(compare_run), "synthetic_dialogues": 30,
         "class_sets": ["iemocap4"], "forest_seeds": [0], "forest_n_estimators": [15],
         "forest_max_depth": [0], "forest_min_samples_leaf": [1], "tsne_max_points": 80,
-        "finetuned": [str(compare_run / "finetune" / "seed0")], "threads": 1})
+        "finetuned": [str(compare_run / "finetune" / "seed0")], "train_finetuned": False, "threads": 1})
     rep = run_compare(cfg, command="test")
     after = {p.name: p.stat().st_mtime_ns for p in (compare_run / "predictions").glob("*.npz")}
     assert before == after  # nothing recomputed
@@ -126,7 +126,7 @@ def test_custom_table_with_its_own_labels(tmp_path, synthetic_corpus, tiny_encod
         "data": "table", "data_path": str(csv), "emotion_column": "mood", "id_column": "utterance_id",
         "dialogue_column": "dialogue_id", "class_sets": ["all"], "model": str(tiny_encoder_dir),
         "forest_seeds": [0], "forest_n_estimators": [10], "forest_max_depth": [0],
-        "forest_min_samples_leaf": [1], "tsne_max_points": 40, "threads": 1,
+        "forest_min_samples_leaf": [1], "tsne_max_points": 40, "threads": 1, "train_finetuned": False,
         "output_dir": str(tmp_path / "out")})
     data = load_compare_data(cfg)
     assert not set(data.train["dialogue_id"]) & set(data.test["dialogue_id"])
