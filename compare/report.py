@@ -343,7 +343,8 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
 
     sections: list[tuple[str, str | None, tuple | None]] = [
         ("V/A/D prediction, test split", None, vad_table(results, settings, "test")),
-        ("V/A/D prediction, training split", "Fine-tuned models saw these utterances in training.",
+        ("V/A/D prediction, training split", "Fine-tuned models were trained (and their epoch chosen) "
+         "on these utterances, so their training-split numbers are optimistic; the forest is fitted here.",
          vad_table(results, settings, "train")),
     ]
     seed_summary = finetuned_seed_summary(results, settings)
