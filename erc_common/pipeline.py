@@ -106,7 +106,7 @@ def compare_config(cfg: PipelineConfig):
     from compare.config import CompareConfig
 
     values = {"synthetic_dialogues": cfg.synthetic_dialogues, **cfg.compare,
-              "finetuned": [str(stage_dir(cfg, "finetune"))],
+              "finetuned": [str(stage_dir(cfg, "finetune"))], "train_finetuned": False,
               "output_dir": str(stage_dir(cfg, "compare"))}
     return config_from_dict(CompareConfig, values, "pipeline section 'compare'")
 
