@@ -45,3 +45,20 @@ def test_cli_flags(tmp_path):
     ns = p.parse_args(["--lr", "0.5", "--use-amp", "--seeds", "3", "4"])
     cfg = resolve_config(Cfg, ns)
     assert (cfg.lr, cfg.use_amp, cfg.seeds, cfg.epochs) == (0.5, True, [3, 4], 5)
+
+
+def test_atomic_write_replaces_and_uses_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from erc_common.io import atomic_write_text, read_json, write_json
+
+    p = tmp_path / "a.json"
+    write_json(p, {"x": float("nan"), "y": 1})
+    assert read_json(p) == {"x": None, "y": 1}
+    atomic_write_text(p, "new")
+    assert p.read_text() == "new"
+    assert [f.name for f in tmp_path.iterdir()] == ["a.json"]       # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
