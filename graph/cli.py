@@ -25,3 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="train the GraphSmile-style multimodal graph model (Accelerate; several seeds)")
     add_stage_command(subparsers, "predict-graph", PredictGraphConfig, _predict,
                       help="emotion, sentiment and class probabilities per utterance with a trained graph model")
+    from graph import difficulty  # light (numpy + dataclasses); torch is imported inside its run function
+
+    difficulty.register(subparsers)

@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 
 from erc_common.config import ConfigError
 from fusion.config import DataConfig
+from graph.cmerc_config import CMERCConfig
 
 LOSS_MODES = ("emo_sen_sft", "epoch", "auto")
 
 
 @dataclass
-class GraphTrainConfig(DataConfig):
-    """``cli.py train-graph``: data (DataConfig fields) + model + loss + training."""
+class GraphTrainConfig(DataConfig, CMERCConfig):
+    """``cli.py train-graph``: data (DataConfig fields) + CMERC options (:class:`graph.cmerc_config.CMERCConfig`:
+    ``--curriculum --epoch-ratio --rank-coef --mscl-coef --cscl-coef --cl-temperature``, all off by default)
+    + model + loss + training."""
 
     output_dir: str = field(default="runs/graph", metadata={"help": "run directory (seed_<k>/ per seed)"})
     # model
@@ -60,6 +63,7 @@ class GraphTrainConfig(DataConfig):
 
     def validate(self) -> None:
         super().validate()
+        self.validate_cmerc()
         if self.loss not in LOSS_MODES:
             raise ConfigError(f"loss: expected one of {LOSS_MODES}, got {self.loss!r}")
         for name in ("hidden_dim", "batch_size", "eval_batch_size", "shift_win", "seeds", "max_distance"):

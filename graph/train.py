@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 LossHook = Callable[[Any, Any, int], Any]
 SUMMARY_METRICS = ("accuracy", "weighted_f1", "macro_f1")
+# calibration (graph.calibration), averaged over seeds too; ts_ = after temperature scaling fitted on validation
+CALIBRATION_SUMMARY = ("ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier", "temperature")
 
 
 # ----------------------------------------------------------------------------- selection
@@ -190,6 +192,8 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
     from fusion.data import make_loader
     from tqdm.auto import tqdm
 
+    from graph.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
+    from graph.cmerc_losses import make_cmerc_loss_hook
     from graph.losses import LossCombiner
     from graph.model import save_graph_model
 
@@ -200,6 +204,15 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
     params = list(model.parameters()) + list(combiner.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     train_loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=seed)
+    curriculum = None
+    if cfg.curriculum:                   # CMERC: easy -> hard pool growing to the full set (graph.curriculum)
+        from graph.curriculum import curriculum_for_training, make_curriculum_loader
+
+        curriculum = curriculum_for_training(splits.train, cfg.epochs, cfg, seed, splits.num_classes)
+        train_loader = make_curriculum_loader(splits.train, curriculum, cfg.batch_size)
+    cmerc_hook = make_cmerc_loss_hook(cfg)   # CMERC rank/mscl/cscl losses; None when all coefs are 0
+    if cmerc_hook is not None:
+        loss_hooks = [*loss_hooks, cmerc_hook]
     valid_loader = make_loader(splits.valid, cfg.eval_batch_size)
     test_loader = make_loader(splits.test, cfg.eval_batch_size)
     has_combiner_params = any(True for _ in combiner.parameters())
@@ -215,6 +228,8 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
     if cfg.resume and (ckpt_dir / "trainer_state.json").is_file():
         accelerator.load_state(str(ckpt_dir))
         state = read_json(ckpt_dir / "trainer_state.json")
+        if curriculum is not None and state.get("curriculum"):
+            curriculum.load_state_dict(state["curriculum"])   # refuses a different easy->hard order
         logger.info("seed %d: resumed from %s after epoch %d", seed, ckpt_dir, state["epoch"])
     label_names = list(splits.label_names)
     n_valid, n_test = len(splits.valid), len(splits.test)
@@ -228,14 +243,22 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
         train_stats = train_one_epoch(model, combiner, train_loader, optimizer, accelerator, epoch, cfg, loss_hooks)
         valid = evaluate(model, valid_loader, accelerator, n_valid)
         vm = valid.metrics(label_names)
-        row = {"seed": seed, "epoch": epoch, **train_stats, "valid_loss": valid.loss, **_flat("valid", vm)}
+        vm.update(calibration_metrics(valid.emotion_probs, valid.labels))
+        row = {"seed": seed, "epoch": epoch, **train_stats, "valid_loss": valid.loss, **_flat("valid", vm),
+               **{f"valid_{k}": vm[k] for k in CALIBRATION_KEYS}}
+        if curriculum is not None:
+            row["curriculum_pool"] = curriculum.pool_size(epoch)
         state["history"].append(row)
         best = select_best_epoch([r[f"valid_{cfg.selection_metric}"] for r in state["history"]])
         improved = state["history"][best]["epoch"] == epoch
         test = None
         if improved:
             test = evaluate(model, test_loader, accelerator, n_test)
-            state.update(best_epoch=epoch, best_valid=vm, test=test.metrics(label_names))
+            tm = test.metrics(label_names)
+            cal = best_epoch_calibration(valid.emotion_logits, valid.labels, test.emotion_logits, test.labels)
+            tm.update({k[len("test_"):]: v for k, v in cal.items() if k.startswith("test_")},
+                      temperature=cal["temperature"])
+            state.update(best_epoch=epoch, best_valid=vm, test=tm)
             if accelerator.is_main_process:
                 tmp = run_dir / ".best_model.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -248,8 +271,12 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
                 save_config(cfg, tmp / "config.yaml")
                 _save_predictions(tmp / "test_predictions.csv", test, label_names)
                 _save_predictions(tmp / "valid_predictions.csv", valid, label_names)
+                # reliability diagrams of the test split (raw, temperature-scaled) + calibration.json
+                best_epoch_calibration(valid.emotion_logits, valid.labels, test.emotion_logits, test.labels, tmp)
                 atomic_replace_dir(tmp, best_dir)
         state["epoch"] = epoch
+        if curriculum is not None:
+            state["curriculum"] = curriculum.state_dict()   # pool schedule state, checked on resume
         if accelerator.is_main_process:
             write_csv(run_dir / "epochs.csv", state["history"])
         if cfg.checkpoint:
@@ -290,8 +317,9 @@ def summarize_seeds(results: Sequence[dict]) -> dict:
     """Mean and (sample, ddof=1) std over seeds of the test metrics at each seed's best epoch."""
     out: dict[str, Any] = {}
     for split in ("test", "valid"):
-        for k in SUMMARY_METRICS:
-            vals = np.array([r[split][k] for r in results if r.get(split)], dtype=np.float64)
+        for k in SUMMARY_METRICS + CALIBRATION_SUMMARY:
+            vals = np.array([r[split][k] for r in results if r.get(split) and r[split].get(k) is not None],
+                            dtype=np.float64)
             if len(vals):
                 out[f"{split}_{k}_mean"] = float(vals.mean())
                 out[f"{split}_{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
@@ -352,7 +380,7 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
 
 def format_summary(summary: dict) -> str:
     parts = []
-    for k in SUMMARY_METRICS:
+    for k in SUMMARY_METRICS + ("ece", "ts_ece"):
         if f"test_{k}_mean" in summary:
             parts.append(f"{k} {summary[f'test_{k}_mean']:.4f} ± {summary[f'test_{k}_std']:.4f}")
     epochs = [r["best_epoch"] for r in summary["per_seed"]]

@@ -148,3 +148,41 @@ def test_curriculum_loader_over_fusion_dialogues_label_entropy_default():
     assert sorted(batch.dialogue_index.tolist()) == [1, 3]
     sampler.set_epoch(2)
     assert sorted(next(iter(loader)).dialogue_ids) == ["easy", "easy2", "hard", "mid"]
+
+
+# ----------------------------------------------------------------------------- train-graph integration
+TINY_TRAIN = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
+                  shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
+                  valid_ratio=0.2)
+
+
+def test_train_graph_with_cmerc_options_reports_calibration_and_resumes(tmp_path):
+    import pandas as pd
+
+    from erc_common.io import read_json
+    from graph.config import GraphTrainConfig
+    from graph.train import run_train_graph
+
+    flags = dict(curriculum=True, epoch_ratio=0.5, curriculum_init_fraction=0.25, rank_coef=0.005,
+                 mscl_coef=0.05, cscl_coef=0.05)
+    cfg = GraphTrainConfig(**{**TINY_TRAIN, **flags, "epochs": 2, "output_dir": str(tmp_path / "run")})
+    run_train_graph(cfg)
+    seed_dir = tmp_path / "run" / "seed_0"
+    hist = pd.read_csv(seed_dir / "epochs.csv")
+    # the pool grows: ceil(N * 0.25) at epoch 0, then N * (0.25 + 0.75 * 1 / (0.5 * 2)) = N
+    assert hist["curriculum_pool"].iloc[0] < hist["curriculum_pool"].iloc[1]
+    for col in ("valid_ece", "valid_mce", "valid_nll", "valid_brier", "loss_rank", "loss_mscl", "loss_cscl"):
+        assert col in hist and hist[col].notna().all()
+    best = seed_dir / "best_model"
+    for name in ("reliability_test.png", "reliability_test_ts.png", "calibration.json"):
+        assert (best / name).is_file()
+    res = read_json(tmp_path / "run" / "results.json")
+    assert 0 <= res["test_ece_mean"] <= 1 and res["test_temperature_mean"] > 0
+    state = read_json(seed_dir / "checkpoint" / "trainer_state.json")
+    assert state["curriculum"]["epoch"] == 1
+    # resume to 4 epochs: the saved pool state is checked and continued
+    cfg4 = GraphTrainConfig(**{**TINY_TRAIN, **flags, "epochs": 4, "output_dir": str(tmp_path / "run")})
+    run_train_graph(cfg4)
+    hist4 = pd.read_csv(seed_dir / "epochs.csv")
+    assert hist4["epoch"].tolist() == [0, 1, 2, 3]
+    assert hist4["curriculum_pool"].iloc[3] == hist4["curriculum_pool"].max()
