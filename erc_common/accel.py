@@ -29,3 +29,19 @@ def end_stage(accelerator) -> None:
             tracker.finish()
     else:
         accelerator.end_training()
+
+
+def use_cpu_processes() -> bool:
+    """True when launched as several processes on a machine without CUDA.
+
+    ``accelerate launch --cpu --num_processes N`` starts one process unless MPI is
+    set up (accelerate issue #2741); several CPU processes come from the torchrun
+    route (``accelerate launch --multi_gpu`` or ``torchrun``), which Accelerate
+    treats as multi-CPU (gloo) only when told ``cpu=True``. Every stage passes
+    this to its ``Accelerator``/``PartialState`` so all of them agree.
+    """
+    import os
+
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()

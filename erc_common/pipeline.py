@@ -158,10 +158,10 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     """Run the stages in order, skipping complete ones; write ``summary.md``; return its path."""
     from accelerate import PartialState
 
-    from erc_common.accel import pipeline_owns_process_group
+    from erc_common.accel import pipeline_owns_process_group, use_cpu_processes
     from erc_common.logging_utils import setup_logging
 
-    state = PartialState()
+    state = PartialState(cpu=use_cpu_processes())
     setup_logging(state.is_main_process)
     out = Path(cfg.output_dir)
     # Resolve every stage config up front: a typo in the YAML fails now, not after an hour of training.

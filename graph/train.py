@@ -343,7 +343,9 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+    from erc_common.accel import end_stage, use_cpu_processes
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=use_cpu_processes(),
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     setup_logging(accelerator.is_main_process)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -352,7 +354,8 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
     if world != accelerator.num_processes:
         raise RuntimeError(f"WORLD_SIZE={world} but Accelerate runs {accelerator.num_processes} process(es): "
                            "independent runs would overwrite each other's files. On CPU launch with "
-                           "`ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N cli.py train-graph ...`")
+                           "`accelerate launch --multi_gpu --num_processes N cli.py train-graph ...` or "
+                           "`torchrun --nproc_per_node N cli.py train-graph ...`")
     out_dir = Path(cfg.output_dir)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -374,7 +377,7 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
         write_csv(out_dir / "epochs.csv", history)
         accelerator.print(format_summary(summary))
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    end_stage(accelerator)  # keeps the process group when a pipeline runs more stages
     return summary
 
 

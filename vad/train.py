@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from erc_common.accel import end_stage
+from erc_common.accel import end_stage, use_cpu_processes
 from erc_common.config import ConfigError, save_config
 from erc_common.io import atomic_replace_dir, write_csv, write_json
 from erc_common.metrics import VAD_NAMES, regression_metrics
@@ -233,12 +232,9 @@ def run_finetune(cfg) -> dict:
         raise ConfigError(f"field 'metric_for_best': expected one of {sorted(HIGHER_IS_BETTER)}")
     out_dir = Path(cfg.output_dir)
     ckpt_dir = out_dir / "checkpoints"
-    # `accelerate launch --cpu --num_processes N` starts ONE process (accelerate issue #2741);
-    # several CPU processes come from `accelerate launch --multi_gpu --num_processes N` (torchrun),
-    # which Accelerate only treats as multi-CPU (gloo) when told cpu=True.
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    # Several CPU processes come through torchrun; see erc_common.accel.use_cpu_processes.
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                              mixed_precision=cfg.mixed_precision, cpu=multi_cpu)
+                              mixed_precision=cfg.mixed_precision, cpu=use_cpu_processes())
     setup_logging(accelerator.is_main_process)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)

@@ -88,3 +88,21 @@ def test_incomplete_stage_reruns(tmp_path, project_root):
     assert not is_complete(cfg, "embed")
     (d / MARKER).write_text("{}")
     assert is_complete(cfg, "embed")
+
+
+@pytest.mark.slow
+def test_pipeline_two_processes(tmp_path, project_root):
+    """`accelerate launch --multi_gpu --num_processes 2 cli.py pipeline` on CPU: every stage runs, the
+    training stages in 2 processes, and the process group survives from one stage to the next."""
+    out = tmp_path / "run2"
+    cfg_path = tmp_path / "pipeline.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY, "output_dir": str(out)}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531",
+           "cli.py", "pipeline", "--config", str(cfg_path)]
+    proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert json.loads((out / "train_graph" / "results.json").read_text())["num_processes"] == 2
+    assert (out / "compare" / "report.html").is_file() and (out / "summary.md").is_file()
