@@ -30,7 +30,7 @@ MARKER = "stage_complete.json"
 def _graph_defaults() -> dict:
     # Small enough for the Quickstart (2 CPU cores, minutes); the published settings are in configs/graph_*.yaml.
     return {"epochs": 15, "hidden_dim": 64, "layers": [2, 2, 2], "win_p": 4, "win_f": 4, "shift_win": 4,
-            "lr": 1.0e-3, "batch_size": 8, "seeds": 1, "modalities": ["text", "audio", "visual"]}
+            "lr": 1.0e-3, "batch_size": 8, "seeds": 3, "modalities": ["text", "audio", "visual"]}
 
 
 def _compare_defaults() -> dict:
@@ -234,10 +234,12 @@ def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> st
     if "train-graph" in cfg.stages and gr.is_file():
         r = read_json(gr)
         lines += ["## Graph model (test at the best validation epoch)", ""]
-        for key in ("test_accuracy", "test_weighted_f1", "test_macro_f1"):
-            if key in r.get("mean", {}):
-                lines.append(f"- {key}: {_fmt(r['mean'][key])} ± {_fmt(r.get('std', {}).get(key))} "
-                             f"over {len(r.get('seeds', []))} seed(s)")
+        lines += [f"Selection: {r.get('selection', '-')}; {len(r.get('seeds', []))} seed(s); "
+                  f"modalities {', '.join(r.get('modalities', []))}.", "",
+                  "| metric | mean | std |", "|---|---|---|"]
+        for key in ("test_accuracy", "test_weighted_f1", "test_macro_f1", "test_ece", "test_ts_ece"):
+            if f"{key}_mean" in r:
+                lines.append(f"| {key} | {_fmt(r[key + '_mean'])} | {_fmt(r.get(key + '_std'))} |")
         lines += ["", "Files: [results.json](train_graph/results.json), [epochs.csv](train_graph/epochs.csv).", ""]
     rep = _outputs(cfg, "compare")["report_html"]
     if "compare" in cfg.stages and rep.is_file():

@@ -62,6 +62,8 @@ def test_pipeline_end_to_end_then_skip_then_force(tmp_path, project_root):
     assert (out / "finetune" / "best_model").is_dir()
     summary = (out / "summary.md").read_text()
     assert "compare/report.html" in summary and "train_graph/results.json" in summary
+    graph = json.loads((out / "train_graph" / "results.json").read_text())
+    assert f"| test_weighted_f1 | {graph['test_weighted_f1_mean']:.3f} |" in summary
     assert "report:" in log
 
     # A second run finds every stage complete and redoes nothing.
