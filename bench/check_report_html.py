@@ -1,7 +1,7 @@
 """Open a compare report.html in headless Chromium and check that every image loaded.
 
     python bench/check_report_html.py runs/compare_synthetic/report.html \
-        --screenshot /work/runs/report_screenshot.png
+        --screenshot /tmp/report_screenshot.png
 
 A copy of the report with a small checking script appended is written to a
 temporary folder (the report itself is not touched); Chromium loads it with
