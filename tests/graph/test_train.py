@@ -169,3 +169,18 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
     assert accuracy_score(labels, one_pred) == pytest.approx(res["test_accuracy_mean"])
     assert f1_score(labels, one_pred, average="weighted", labels=range(6)) == pytest.approx(
         res["test_weighted_f1_mean"])
+
+    # Checkpoints written by 2 processes resume in 1: one more epoch continues the same history.
+    two_proc_rows = pd.read_csv(out / "epochs.csv")
+    proc = subprocess.run([sys.executable, "cli.py", "train-graph",
+                           *_flags({**TINY, "eval_batch_size": 3, "epochs": 3, "output_dir": str(out)})],
+                          cwd=project_root, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = pd.read_csv(out / "epochs.csv")
+    assert len(resumed) == len(two_proc_rows) + 1
+    timing = [c for c in resumed.columns if "second" in c]          # wall times differ, nothing else may
+    pd.testing.assert_frame_equal(resumed.iloc[:len(two_proc_rows)].drop(columns=timing),
+                                  two_proc_rows.drop(columns=timing), check_dtype=False)
+    assert resumed.epoch.tolist()[-1] == resumed.epoch.tolist()[-2] + 1
+    assert read_json(out / "results.json")["num_processes"] == 1
