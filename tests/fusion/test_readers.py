@@ -164,9 +164,9 @@ def test_meld_csv_reader(tmp_path):
                                rtol=1e-6)
 
 
-def test_iemocap_release_reader(ses_release, ses_corpus):
-    c = read_corpus(get_spec("iemocap_release"), ses_release)
-    df = ses_corpus.utterances
+def test_iemocap_release_reader(synthetic_release, synthetic_corpus):
+    c = read_corpus(get_spec("iemocap_release"), synthetic_release)
+    df = synthetic_corpus.utterances
     assert c.num_utterances == len(df)
     assert set(c.splits["test"]) == set(df.loc[df.session == 5, "dialogue_id"])
     first = df.dialogue_id.iloc[0]

@@ -67,25 +67,25 @@ def test_release_join_fails_loudly():
         join_release_by_text([dlg, other], _release(), "test")
 
 
-def test_cosmic_pickle_timing_join_on_synthetic_release(tmp_path, ses_corpus, ses_release):
+def test_cosmic_pickle_timing_join_on_synthetic_release(tmp_path, synthetic_corpus, synthetic_release):
     """COSMIC layout built from the corpus (no utterance ids) gets the corpus's own timestamps."""
-    path = write_layout_pickle(tmp_path / "c.pkl", "cosmic_iemocap", corpus=ses_corpus)
+    path = write_layout_pickle(tmp_path / "c.pkl", "cosmic_iemocap", corpus=synthetic_corpus)
     s = load_splits(DataConfig(dataset="cosmic_iemocap", path=str(path), modalities=["timing"],
-                               release_root=str(ses_release), normalize=[], timing_transform="none"))
-    df = ses_corpus.utterances.set_index("dialogue_id")
+                               release_root=str(synthetic_release), normalize=[], timing_transform="none"))
+    df = synthetic_corpus.utterances.set_index("dialogue_id")
     for d in s.train + s.valid + s.test:
         g = df.loc[[d.dialogue_id]]
         want = timing_features(g["start"].to_numpy(), g["end"].to_numpy(), list(g["text"]))
         np.testing.assert_allclose(d.features["timing"], want, rtol=1e-4, atol=1e-4)
-    assert sum(len(d) for d in s.train + s.valid + s.test) == len(ses_corpus.utterances)
+    assert sum(len(d) for d in s.train + s.valid + s.test) == len(synthetic_corpus.utterances)
 
 
-def test_graphsmile_pickle_timing_by_utterance_id(tmp_path, ses_corpus, ses_release):
-    path = write_layout_pickle(tmp_path / "i6.pkl", "iemocap6", corpus=ses_corpus)
+def test_graphsmile_pickle_timing_by_utterance_id(tmp_path, synthetic_corpus, synthetic_release):
+    path = write_layout_pickle(tmp_path / "i6.pkl", "iemocap6", corpus=synthetic_corpus)
     s = load_splits(DataConfig(dataset="iemocap6", path=str(path), modalities=["text", "timing"],
-                               release_root=str(ses_release), normalize=[]))   # default log1p
+                               release_root=str(synthetic_release), normalize=[]))   # default log1p
     d = s.test[0]
-    g = ses_corpus.utterances[ses_corpus.utterances.dialogue_id == d.dialogue_id]
+    g = synthetic_corpus.utterances[synthetic_corpus.utterances.dialogue_id == d.dialogue_id]
     np.testing.assert_allclose(d.features["timing"][:, 0], np.log1p((g["end"] - g["start"]).to_numpy()),
                                rtol=1e-4)
 
