@@ -117,11 +117,11 @@ def split_table(df: pd.DataFrame, test_fraction: float, seed: int,
 
 def read_labelled_table(cfg) -> pd.DataFrame:
     """A CSV/JSONL/Parquet table through the VAD stage's reader, plus its emotion column."""
-    from vad.data import _read_any_table, read_table
+    from vad.data import read_any_table, read_table
 
     if not Path(cfg.data_path).is_file():
         raise ConfigError(f"field 'data_path': {cfg.data_path} is not a file")
-    raw = _read_any_table(Path(cfg.data_path))
+    raw = read_any_table(Path(cfg.data_path))
     split = cfg.split_column if cfg.split_column and cfg.split_column in raw.columns else ""
     df = read_table(cfg.data_path, text=cfg.text_column, valence=cfg.valence_column,
                     arousal=cfg.arousal_column, dominance=cfg.dominance_column, id=cfg.id_column,

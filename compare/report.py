@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from erc_common.io import atomic_write_bytes, atomic_write_text, write_json
+from erc_common.io import atomic_write_text, write_json
+from erc_common.plotting import pyplot, save_png
 from erc_common.metrics import VAD_NAMES
 
 logger = logging.getLogger(__name__)
@@ -30,23 +31,11 @@ NO_LABELS_NOTE = ("Zero-shot rows used no labels: no V/A/D value and no emotion 
 # ---------------------------------------------------------------------------------------------
 # figures
 # ---------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+_plt = pyplot
 
 
 def _save(fig, path: Path) -> Path:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    _plt().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_png(fig, path, dpi=90)
 
 
 def _grid(n: int, max_cols: int = 4):

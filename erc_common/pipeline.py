@@ -228,7 +228,7 @@ def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> st
         for d in ("valence", "arousal", "dominance"):
             lines.append(f"| {d} | {_fmt(test.get(f'{d}_pearson'))} | {_fmt(test.get(f'{d}_ccc'))} | "
                          f"{_fmt(test.get(f'{d}_rmse'))} |")
-        lines += ["", f"Files: [metrics.json](finetune/metrics.json), [train_log.csv](finetune/train_log.csv), "
+        lines += ["", "Files: [metrics.json](finetune/metrics.json), [train_log.csv](finetune/train_log.csv), "
                       "[plots/](finetune/plots/), model [best_model/](finetune/best_model/).", ""]
     gr = _outputs(cfg, "train-graph")["results"]
     if "train-graph" in cfg.stages and gr.is_file():

@@ -29,7 +29,6 @@ Labels ``-1`` (unlabelled) are dropped before every metric.
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from erc_common.io import atomic_write_bytes
+from erc_common.plotting import pyplot, save_png
 
 N_BINS = 15
 _EPS = 1e-12
@@ -172,11 +171,7 @@ def plot_reliability_diagram(probs: Any, labels: Any, path: str | Path, n_bins: 
     Bars: acc(B_b) per bin; red gap bars: conf(B_b) - acc(B_b); lower panel:
     examples per bin. The title carries ECE and MCE.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rb = reliability_bins(probs, labels, n_bins)
     m = calibration_metrics(probs, labels, n_bins)
     centers = (rb.edges[:-1] + rb.edges[1:]) / 2
@@ -200,12 +195,7 @@ def plot_reliability_diagram(probs: Any, labels: Any, path: str | Path, n_bins: 
     axc.set_xlabel("confidence (max probability)")
     axc.set_ylabel("count")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_png(fig, path, dpi=120, tight=False)
 
 
 def fit_temperature(logits: Any, labels: Any, max_iter: int = 200,

@@ -138,7 +138,8 @@ def clip_vad(df: pd.DataFrame, vad_range: tuple[float, float] | None, source: st
 
 
 # --------------------------------------------------------------------------- tables
-def _read_any_table(path: Path) -> pd.DataFrame:
+def read_any_table(path: Path) -> pd.DataFrame:
+    """Read a CSV / TSV / JSONL / Parquet table by its suffix, columns as they are."""
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     if suffix in (".csv", ".csv.gz"):
         return pd.read_csv(path, keep_default_na=True)
@@ -158,7 +159,7 @@ def read_table(path: str | Path, text: str = "text", valence: str = "valence", a
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    raw = _read_any_table(path)
+    raw = read_any_table(path)
     mapping = dict(text=text, valence=valence, arousal=arousal, dominance=dominance)
     needed = ["text"] + (list(VAD_COLUMNS) if require_labels else [])
     for key in needed + [k for k, v in dict(id=id, dialogue=dialogue, split=split).items() if v]:

@@ -6,26 +6,17 @@ from pathlib import Path
 import numpy as np
 
 from erc_common.metrics import VAD_NAMES
+from erc_common.plotting import pyplot, save_png
 
 
 def _save(fig, path: Path) -> str:
-    from erc_common.io import atomic_write_bytes
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)
+    return str(save_png(fig, path, dpi=110))
 
 
 def write_plots(out_dir: str | Path, log_rows: list[dict], test_pred: np.ndarray,
                 test_true: np.ndarray) -> dict[str, str]:
     """Write ``plots/{loss,val_metrics,pred_vs_true,pred_distribution}.png``; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     plots = Path(out_dir) / "plots"
     paths = {}
     epochs = [r["epoch"] for r in log_rows]
@@ -36,7 +27,6 @@ def write_plots(out_dir: str | Path, log_rows: list[dict], test_pred: np.ndarray
     ax.set(xlabel="epoch", ylabel="MSE (standardised V/A/D)", title="Loss")
     ax.legend()
     paths["loss"] = _save(fig, plots / "loss.png")
-    plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, metric in zip(axes, ("pearson", "ccc")):
@@ -45,7 +35,6 @@ def write_plots(out_dir: str | Path, log_rows: list[dict], test_pred: np.ndarray
         ax.set(xlabel="epoch", ylabel=metric, title=f"Validation {metric} per epoch")
         ax.legend()
     paths["val_metrics"] = _save(fig, plots / "val_metrics.png")
-    plt.close(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
     for j, (ax, d) in enumerate(zip(axes, VAD_NAMES)):
@@ -55,7 +44,6 @@ def write_plots(out_dir: str | Path, log_rows: list[dict], test_pred: np.ndarray
         ax.set(xlabel=f"true {d}", ylabel=f"predicted {d}", title=d)
     fig.suptitle("Test: predicted vs true (best-validation model)")
     paths["pred_vs_true"] = _save(fig, plots / "pred_vs_true.png")
-    plt.close(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     for j, (ax, d) in enumerate(zip(axes, VAD_NAMES)):
@@ -66,5 +54,4 @@ def write_plots(out_dir: str | Path, log_rows: list[dict], test_pred: np.ndarray
         ax.set(xlabel=d, title=f"Distribution of {d}")
         ax.legend()
     paths["pred_distribution"] = _save(fig, plots / "pred_distribution.png")
-    plt.close(fig)
     return paths

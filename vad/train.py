@@ -14,7 +14,6 @@ with the same numbers as an uninterrupted one.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -172,7 +171,7 @@ def evaluate(model, loader, accelerator) -> dict:
     true = torch.cat(trues).numpy().astype(np.float64)
     idx = torch.cat(idxs).numpy()
     raw = accelerator.unwrap_model(model)
-    mean, std = raw.scaler_mean.cpu().double().numpy(), raw.scaler_std.cpu().double().numpy()
+    std = raw.scaler_std.cpu().double().numpy()
     metrics = regression_metrics(pred, true)
     metrics["loss"] = float((((pred - true) / std) ** 2).mean())  # the training loss, on this split
     metrics["n"] = int(len(pred))

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from fusion.config import DataConfig
 from fusion.data import (carve_validation, load_splits, make_loader, merge_dialogue_records,

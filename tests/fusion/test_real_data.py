@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from fusion.config import DataConfig
 from fusion.data import load_splits

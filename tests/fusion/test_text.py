@@ -9,7 +9,7 @@ import pytest
 
 from fusion.config import DataConfig
 from fusion.data import load_splits
-from fusion.synthetic_pickles import build_layout, write_layout_pickle
+from fusion.synthetic_pickles import write_layout_pickle
 from fusion.text import hash_featurize, join_embeddings, read_embeddings, write_embeddings
 from fusion.validate import DataValidationError
 

@@ -9,7 +9,7 @@ import pytest
 
 from fusion.config import DataConfig
 from fusion.data import load_splits
-from fusion.synthetic_pickles import build_layout, write_layout_pickle
+from fusion.synthetic_pickles import write_layout_pickle
 from fusion.timing import join_release_by_text, normalize_text, timing_features
 from fusion.validate import DataValidationError
 
