@@ -1,36 +1,10 @@
-"""Command-line entry point: ``python cli.py <command>``, ``erc <command>``, or
-``accelerate launch cli.py <command>``. It only dispatches; each stage owns its
-subcommands (``<stage>/cli.py: register(subparsers)``)."""
-from __future__ import annotations
+"""``python cli.py COMMAND`` / ``accelerate launch cli.py COMMAND``: the same program as ``erc COMMAND``.
 
-import argparse
-import importlib
+The commands live in :mod:`erc.cli`; this file only lets a checkout run them by path.
+"""
 import sys
 
-STAGE_CLIS = ("vad.cli", "fusion.cli", "graph.cli", "compare.cli", "erc_common.pipeline_cli")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="erc", description="Emotion recognition in conversation toolkit.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for module in STAGE_CLIS:
-        importlib.import_module(module).register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from erc_common.config import ConfigError
-
-    try:
-        args.func(args)
-    except ConfigError as exc:
-        parser.exit(2, f"erc {args.command}: configuration error: {exc}\n")
-    return 0
-
+from erc.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 """Loading time and peak memory of a SYNTHETIC IEMOCAP-6 GraphSmile pickle at real size.
 
 151 dialogues, 7,433 utterances, all four 1024-d text layers, audio 1582, visual 342
-(the 12-tuple layout of fusion.registry's ``iemocap6``), written to a temporary file,
-then loaded with ``fusion.data.load_splits`` for several text modes. Prints figures;
+(the 12-tuple layout of erc.data.registry's ``iemocap6``), written to a temporary file,
+then loaded with ``erc.data.dialogues.load_splits`` for several text modes. Prints figures;
 asserts nothing about speed.
 
     python bench/bench_fusion_load.py [--repeats 3] [--text-modes mean concat 0]
@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fusion.config import DataConfig  # noqa: E402
-from fusion.data import load_splits, make_loader  # noqa: E402
-from fusion.synthetic_pickles import write_layout_pickle  # noqa: E402
+from erc.data.config import DataConfig  # noqa: E402
+from erc.data.dialogues import load_splits, make_loader  # noqa: E402
+from erc.data.synthetic_pickles import write_layout_pickle  # noqa: E402
 
 
 def main() -> None:

@@ -2,10 +2,10 @@
 
 A SYNTHETIC IEMOCAP-6 GraphSmile pickle at real size (151 dialogues, 7,433
 utterances, text 4 x 1024 (mean of the layers), audio 1582, visual 342) is
-written to a temporary file and loaded with ``fusion.data.load_splits``; the
+written to a temporary file and loaded with ``erc.data.dialogues.load_splits``; the
 model of ``configs/graph_iemocap6.yaml`` (hidden 512, 7/7/7 layers, batch 16
 dialogues, AdamW) is trained for ``--epochs`` epochs with the real training
-step (:func:`graph.train.train_one_epoch` under Accelerate) for each window
+step (:func:`erc.graph.train.train_one_epoch` under Accelerate) for each window
 (default: 3, 17 = the published setting, -1 = whole dialogue). Each window
 runs in a fresh child process so its peak memory is its own.
 
@@ -38,12 +38,12 @@ def child(args: argparse.Namespace) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from erc_common.config import config_from_dict, load_yaml
-    from fusion.data import load_splits, make_loader
-    from graph.config import GraphTrainConfig
-    from graph.edges import cross_modal_graph
-    from graph.losses import LossCombiner
-    from graph.train import build_model, train_one_epoch
+    from erc.core.config import config_from_dict, load_yaml
+    from erc.data.dialogues import load_splits, make_loader
+    from erc.graph.config import GraphTrainConfig
+    from erc.graph.edges import cross_modal_graph
+    from erc.graph.losses import LossCombiner
+    from erc.graph.train import build_model, train_one_epoch
 
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
     values.update(path=args.pickle, win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False)
@@ -97,7 +97,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fusion.synthetic_pickles import write_layout_pickle
+    from erc.data.synthetic_pickles import write_layout_pickle
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_layout_pickle(Path(tmp) / "iemocap6_synthetic.pkl", "iemocap6", n_dialogues=151,

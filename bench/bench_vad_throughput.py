@@ -3,7 +3,7 @@
 Same model, same data, same machine, same Accelerate step (forward, MSE, backward, AdamW);
 only the batching differs:
 
-* ours:  ``vad.train.make_train_loader`` (length-grouped batches, padded to the longest in the batch)
+* ours:  ``erc.vad.train.make_train_loader`` (length-grouped batches, padded to the longest in the batch)
 * plain: shuffled batches padded to ``--pad-to`` (128) tokens, no grouping
 
 Prints utterances/second for both and the ratio. Example (offline MiniLM, real IEMOCAP text)::
@@ -34,7 +34,7 @@ def default_model() -> str:
 
 
 def main(argv=None) -> dict:
-    from erc_common.paths import data_path
+    from erc.core.paths import data_path
 
     real = data_path("iemocap", "IEMOCAP_full_release")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,10 +56,10 @@ def main(argv=None) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from vad.config import FinetuneConfig
-    from vad.data import build_splits
-    from vad.model import VADRegressor
-    from vad.train import make_train_loader, tokenize_splits
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.data import build_splits
+    from erc.vad.model import VADRegressor
+    from erc.vad.train import make_train_loader, tokenize_splits
 
     torch.set_num_threads(args.threads)
     set_seed(args.seed)
@@ -107,7 +107,7 @@ def main(argv=None) -> dict:
 
     ours_loader, _ = make_train_loader(tok, model.tokenizer, args.batch_size, args.seed, group_by_length=True)
     gen = torch.Generator().manual_seed(args.seed)
-    from vad.train import make_collator
+    from erc.vad.train import make_collator
     plain_loader = torch.utils.data.DataLoader(
         tok.with_format(columns=[c for c in tok.column_names if c != "length"]), batch_size=args.batch_size,
         shuffle=True, generator=gen, collate_fn=make_collator(model.tokenizer, pad_to=args.pad_to))

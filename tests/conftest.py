@@ -13,7 +13,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -26,7 +26,7 @@ def project_root() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_corpus():
     """A small synthetic corpus (40 dialogues over 5 sessions), identical in every run."""
-    from vad.synthetic import generate_corpus
+    from erc.data.synthetic import generate_corpus
 
     return generate_corpus(n_dialogues=40, min_len=6, max_len=14, seed=0)
 
@@ -34,7 +34,7 @@ def synthetic_corpus():
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory, synthetic_corpus) -> Path:
     """A tiny RoBERTa + locally trained tokenizer saved as a HF folder (load with from_pretrained)."""
-    from vad.tiny import build_tiny_encoder
+    from erc.encoders.tiny import build_tiny_encoder
 
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"), synthetic_corpus.texts)
 
@@ -48,7 +48,7 @@ def synthetic_release(tmp_path_factory, synthetic_corpus) -> Path:
 
 def require_data(*parts: str) -> Path:
     """Path under the real-data folder, or skip the test saying what is missing."""
-    from erc_common.paths import data_dir, data_path
+    from erc.core.paths import data_dir, data_path
 
     if data_dir() is None:
         pytest.skip("real data folder absent (set ERC_DATA_DIR or place ../shared/data)")

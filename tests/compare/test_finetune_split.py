@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from compare.config import CompareConfig
-from compare.run import finetune_overrides
-from erc_common.config import ConfigError, resolve_config
+from erc.compare.config import CompareConfig
+from erc.compare.run import finetune_overrides
+from erc.core.config import ConfigError, resolve_config
 
 
 def test_validation_is_last_training_session_and_test_is_untouched(tmp_path):
-    from vad.config import FinetuneConfig
+    from erc.vad.config import FinetuneConfig
 
     cfg = CompareConfig(data="iemocap", data_path="/x", train_sessions=[3, 1, 2], test_sessions=[4],
                         model="some/encoder", pooling="mean", finetune_epochs=2)

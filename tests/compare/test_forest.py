@@ -7,7 +7,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 
-from compare.forest import ForestGrid, fit_forest, forest_emotion_metrics, summarise_seeds
+from erc.compare.forest import ForestGrid, fit_forest, forest_emotion_metrics, summarise_seeds
 
 
 def fixed_input(seed=0, n=240):

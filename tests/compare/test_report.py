@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from compare.report import emotion_table, finetuned_seed_summary, seed_summary_table
+from erc.compare.report import emotion_table, finetuned_seed_summary, seed_summary_table
 
 DIMS = ("valence", "arousal", "dominance")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compare.config import CompareConfig
-from erc_common.config import ConfigError, resolve_config
+from erc.compare.config import CompareConfig
+from erc.core.config import ConfigError, resolve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--synthetic-dialogues", "30", "--class-sets", "iemocap4", "iemocap6",
@@ -66,7 +66,7 @@ def test_report_numbers_match_prediction_tables(compare_run):
     """The V/A/D metrics in report.json are recomputable from the written prediction CSV."""
     import pandas as pd
 
-    from erc_common.metrics import regression_metrics
+    from erc.core.metrics import regression_metrics
 
     rep = json.loads((compare_run / "report.json").read_text())
     df = pd.read_csv(compare_run / "predictions_test.csv")
@@ -78,7 +78,7 @@ def test_report_numbers_match_prediction_tables(compare_run):
 
 
 def test_rerun_reuses_cached_predictions(compare_run, tiny_encoder_dir):
-    from compare.run import run_compare
+    from erc.compare.run import run_compare
 
     before = {p.name: p.stat().st_mtime_ns for p in (compare_run / "predictions").glob("*.npz")}
     cfg = resolve_config(CompareConfig, {
@@ -113,8 +113,8 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 def test_custom_table_with_its_own_labels(tmp_path, synthetic_corpus, tiny_encoder_dir):
     """A CSV with an emotion column and no split column: class set 'all', seeded dialogue split."""
-    from compare.data import load_compare_data
-    from compare.run import run_compare
+    from erc.compare.data import load_compare_data
+    from erc.compare.run import run_compare
 
     table = synthetic_corpus.utterances.drop(columns=["session"]).copy()
     table["mood"] = table["emotion"].map({"hap": "good", "exc": "good", "sad": "bad", "ang": "bad",

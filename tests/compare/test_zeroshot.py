@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compare.zeroshot import AnchorProjector, Anchors, NLIZeroShot, fixed_scale_map, load_anchors
-from erc_common.config import ConfigError
+from erc.compare.zeroshot import AnchorProjector, Anchors, NLIZeroShot, fixed_scale_map, load_anchors
+from erc.core.config import ConfigError
 
 ANCHOR_FILE = "configs/vad_anchors.yaml"
 
@@ -65,7 +65,7 @@ def test_bad_anchor_file_names_the_field(tmp_path):
 
 
 def test_anchor_projection_on_tiny_encoder_in_scale_and_deterministic(tiny_encoder_dir, synthetic_corpus):
-    from vad.model import encode_texts, load_encoder
+    from erc.encoders.hf import encode_texts, load_encoder
 
     texts = synthetic_corpus.texts[:60]
     runs = []

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graph.cmerc_config import CMERCConfig
-from graph.cmerc_losses import (
+from erc.graph.cmerc_config import CMERCConfig
+from erc.graph.cmerc_losses import (
     cmerc_extra_loss,
     confidence_ranking_loss,
     context_contrastive_loss,
@@ -168,7 +168,7 @@ def test_config_defaults_off_and_paper_values():
 def test_cmerc_loss_for_batch_reads_model_output_fields():
     from types import SimpleNamespace
 
-    from graph.cmerc_losses import cmerc_loss_for_batch
+    from erc.graph.cmerc_losses import cmerc_loss_for_batch
 
     torch.manual_seed(0)
     out = SimpleNamespace(emotion_logits=torch.randn(5, 3), fused=torch.randn(5, 4),
@@ -183,7 +183,7 @@ def test_cmerc_loss_for_batch_reads_model_output_fields():
 def test_loss_hook_matches_train_graph_contract():
     from types import SimpleNamespace
 
-    from graph.cmerc_losses import make_cmerc_loss_hook
+    from erc.graph.cmerc_losses import make_cmerc_loss_hook
 
     assert make_cmerc_loss_hook(CMERCConfig()) is None  # all off -> no hook
     # any object with the CMERC field names works (e.g. the train-graph config)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from graph.cmerc_config import CMERCConfig
-from graph.curriculum import (
+from erc.graph.cmerc_config import CMERCConfig
+from erc.graph.curriculum import (
     CurriculumSampler,
     align_difficulty,
     build_curriculum_sampler,
@@ -130,8 +130,8 @@ def test_build_from_config_and_alignment_errors(tmp_path):
 
 
 def test_curriculum_loader_over_fusion_dialogues_label_entropy_default():
-    from fusion.batch import Dialogue
-    from graph.curriculum import curriculum_for_training, make_curriculum_loader
+    from erc.data.batch import Dialogue
+    from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
 
     def dlg(did, labels):
         n = len(labels)
@@ -159,9 +159,9 @@ TINY_TRAIN = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, la
 def test_train_graph_with_cmerc_options_reports_calibration_and_resumes(tmp_path):
     import pandas as pd
 
-    from erc_common.io import read_json
-    from graph.config import GraphTrainConfig
-    from graph.train import run_train_graph
+    from erc.core.io import read_json
+    from erc.graph.config import GraphTrainConfig
+    from erc.graph.train import run_train_graph
 
     flags = dict(curriculum=True, epoch_ratio=0.5, curriculum_init_fraction=0.25, rank_coef=0.005,
                  mscl_coef=0.05, cscl_coef=0.05)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fusion.batch import Dialogue
-from graph.difficulty import (
+from erc.data.batch import Dialogue
+from erc.graph.difficulty import (
     DifficultyConfig,
     label_difficulty,
     label_difficulty_one,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from graph.edges import (cross_modal_graph, num_distance_buckets, shift_labels, shift_pairs,
+from erc.graph.edges import (cross_modal_graph, num_distance_buckets, shift_labels, shift_pairs,
                          temporal_graph, window_pairs)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fusion.batch import Dialogue, collate_dialogues
-from graph.edges import cross_modal_graph
-from graph.layers import RelationalGraphStack, normalized_edge_weight
-from graph.model import GraphModelConfig, GraphSmile, load_graph_model, save_graph_model
+from erc.data.batch import Dialogue, collate_dialogues
+from erc.graph.edges import cross_modal_graph
+from erc.graph.layers import RelationalGraphStack, normalized_edge_weight
+from erc.graph.model import GraphModelConfig, GraphSmile, load_graph_model, save_graph_model
 
 
 def _dense_norm(edge_index, w, n):

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from erc_common.io import read_json
-from graph.config import GraphTrainConfig, PredictGraphConfig
-from graph.losses import LossCombiner
-from graph.train import select_best_epoch
+from erc.core.io import read_json
+from erc.graph.config import GraphTrainConfig, PredictGraphConfig
+from erc.graph.losses import LossCombiner
+from erc.graph.train import select_best_epoch
 
 TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
             shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
@@ -59,7 +59,7 @@ def test_loss_modes():
 
 
 def _run(tmp_path, name, **over):
-    from graph.train import run_train_graph
+    from erc.graph.train import run_train_graph
 
     cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / name), **over})
     return run_train_graph(cfg)
@@ -88,7 +88,7 @@ def test_deterministic_selection_consistent_and_resume_exact(tmp_path):
 
 
 def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
-    from graph.train import run_train_graph
+    from erc.graph.train import run_train_graph
 
     seen = []
     cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / "auto"), "epochs": 1, "loss": "auto"})
@@ -114,7 +114,7 @@ def test_seeds_mean_std_and_predict_graph(tmp_path):
     assert read_json(tmp_path / "s" / "results.json")["seeds"] == [5, 6]
     assert set(pd.read_csv(tmp_path / "s" / "epochs.csv").seed) == {5, 6}
 
-    from graph.predict import run_predict_graph
+    from erc.graph.predict import run_predict_graph
     out = tmp_path / "pred.csv"
     run_predict_graph(PredictGraphConfig(model_dir=str(tmp_path / "s" / "seed_5" / "best_model"),
                                          output=str(out), splits=["test"]))
@@ -146,7 +146,7 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
     best = out / "seed_0" / "best_model"
     pred = pd.read_csv(best / "test_predictions.csv")
 
-    from fusion.data import load_splits
+    from erc.data.dialogues import load_splits
     cfg = GraphTrainConfig(**{**TINY, "output_dir": str(out)})
     test = load_splits(cfg.data_config()).test
     assert len(test) % 6 != 0                                              # padding really happens
@@ -154,10 +154,10 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
     assert not pred.duplicated(["dialogue_id", "position"]).any()
     assert sorted(pred.dialogue_id.unique()) == sorted(d.dialogue_id for d in test)
 
-    from graph.model import load_graph_model
-    from graph.predict import predict_dialogues, load_prediction_dialogues
+    from erc.graph.model import load_graph_model
+    from erc.graph.predict import predict_dialogues, load_prediction_dialogues
     model, meta = load_graph_model(best)
-    from erc_common.config import load_yaml
+    from erc.core.config import load_yaml
     ((_, dlgs),) = load_prediction_dialogues(PredictGraphConfig(model_dir=str(best), splits=["test"]), meta,
                                              load_yaml(best / "config.yaml"))
     one = pd.DataFrame(predict_dialogues(model, dlgs, batch_size=7))

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from erc_common.config import ConfigError
+from erc.core.config import ConfigError
 from tests.conftest import require_data
-from vad.config import FinetuneConfig
-from vad.data import (assign_splits, build_splits, labeled_mask, read_emobank, read_iemocap,
-                      read_prediction_input, read_table)
+from erc.vad.config import FinetuneConfig
+from erc.data.utterances import read_emobank, read_iemocap, read_table
+from erc.vad.data import assign_splits, build_splits, labeled_mask, read_prediction_input
 
 # Every quirk of shared/data/README.md: non-utterance lines, per-annotator lines, a comment,
 # `xxx`, V = 5.5 and D = 0.5, latin-1 bytes, CRLF, a turn with a transcript but no
@@ -56,7 +56,7 @@ def write_fixture(root: Path) -> Path:
 
 def test_iemocap_parser_on_every_quirk(tmp_path, caplog):
     root = write_fixture(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="vad.data"):
+    with caplog.at_level(logging.WARNING, logger="erc.vad.data"):
         df = read_iemocap(root)
     assert df["utterance_id"].tolist() == ["Ses01F_impro01_F000", "Ses01F_impro01_M000",
                                            "Ses01F_impro01_F001", "Ses01F_impro01_M001",

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from vad.model import EncoderLoadError, VADRegressor, encode_texts, load_encoder
+from erc.encoders.hf import EncoderLoadError, encode_texts, load_encoder
+from erc.vad.model import VADRegressor
 
 TEXTS = ["i feel happy about the trip", "no", "well you know the meeting was angry and furious",
          "okay", "we are so thrilled right now , the news is amazing"]

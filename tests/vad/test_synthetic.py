@@ -1,6 +1,6 @@
 import numpy as np
 
-from vad.synthetic import EMOTIONS, VAD_MEANS, generate_corpus
+from erc.data.synthetic import EMOTIONS, VAD_MEANS, generate_corpus
 
 
 def test_deterministic_and_marked_synthetic():

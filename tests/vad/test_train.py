@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vad.train import LOG_COLUMNS, LengthGroupedSampler
+from erc.vad.train import LOG_COLUMNS, LengthGroupedSampler
 
 ROOT = Path(__file__).resolve().parents[2]
 # 20 synthetic dialogues: 12 train (sessions 1-3), 4 validation, 4 test; eval batches of 8 so the
@@ -117,8 +117,8 @@ def test_resume_from_epoch_checkpoint_is_exact(full_run, tmp_path, tiny_encoder_
 
 
 def test_resume_mid_epoch_is_exact(full_run, tmp_path, tiny_encoder_dir):
-    from vad.config import FinetuneConfig
-    from vad.train import run_finetune
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.train import run_finetune
 
     args = dict(data="synthetic", synthetic_dialogues=20, epochs=2, batch_size=16, eval_batch_size=8,
                 learning_rate=3.0e-3, num_threads=1, plots=False, model=str(tiny_encoder_dir),
@@ -132,8 +132,8 @@ def test_resume_mid_epoch_is_exact(full_run, tmp_path, tiny_encoder_dir):
 
 def test_two_processes_count_each_example_once(tmp_path, tiny_encoder_dir):
     """2 processes x batch 8 see the same global batches as 1 x 16; without dropout they agree."""
-    from vad.config import FinetuneConfig
-    from vad.train import run_finetune
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.train import run_finetune
 
     enc = tmp_path / "enc"
     shutil.copytree(tiny_encoder_dir, enc)
@@ -168,8 +168,8 @@ def test_two_processes_count_each_example_once(tmp_path, tiny_encoder_dir):
 
 def test_early_stopping_and_best_by_val_loss(tmp_path, tiny_encoder_dir):
     """With lr 0 the validation loss never improves: stop after `patience` epochs, keep epoch 1."""
-    from vad.config import FinetuneConfig
-    from vad.train import run_finetune
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.train import run_finetune
 
     out = tmp_path / "es"
     r = run_finetune(FinetuneConfig(data="synthetic", synthetic_dialogues=10, epochs=5, learning_rate=0.0,

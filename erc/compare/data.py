@@ -1,0 +1,167 @@
+"""Data of the compare stage: utterance tables, train/test split, emotion class sets.
+
+Class sets are data in one registry (:data:`CLASS_SETS`), not branches: each
+maps raw emotion labels to class names and lists the classes in order.
+Utterances whose label is not in a set's mapping (``xxx``, ``sur``, ``fea`` ...)
+are left out of that set's forest, never relabelled.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from erc.core.config import ConfigError
+from erc.core.metrics import VAD_NAMES
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    name: str
+    labels: tuple[str, ...]       # class names in output order
+    mapping: dict                 # raw emotion -> class name
+    description: str
+
+
+CLASS_SETS: dict[str, ClassSet] = {
+    "iemocap4": ClassSet(
+        "iemocap4", ("ang", "hap", "sad", "neu"),
+        {"ang": "ang", "hap": "hap", "exc": "hap", "sad": "sad", "neu": "neu"},
+        "IEMOCAP 4 classes: anger, happiness (happy + excited merged), sadness, neutral"),
+    "iemocap6": ClassSet(
+        "iemocap6", ("hap", "sad", "neu", "ang", "exc", "fru"),
+        {e: e for e in ("hap", "sad", "neu", "ang", "exc", "fru")},
+        "IEMOCAP 6 classes (COSMIC order): happy, sad, neutral, angry, excited, frustrated"),
+}
+
+
+def resolve_class_set(name: str, train_labels: Sequence[str] | None = None) -> ClassSet:
+    """A registered set, or ``all``: every label present in the training split (sorted)."""
+    if name in CLASS_SETS:
+        return CLASS_SETS[name]
+    if name == "all":
+        if train_labels is None:
+            raise ValueError("class set 'all' needs the training labels")
+        labels = tuple(sorted({str(x) for x in train_labels if isinstance(x, str) and x}))
+        return ClassSet("all", labels, {x: x for x in labels}, "every label of the training split")
+    raise ConfigError(f"field 'class_sets': unknown class set {name!r}; expected one of "
+                      f"{sorted(CLASS_SETS) + ['all']}")
+
+
+def encode_labels(emotions: Sequence, cs: ClassSet) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of rows in the set, integer labels of those rows in ``cs.labels`` order)."""
+    mapped = [cs.mapping.get(e) if isinstance(e, str) else None for e in emotions]
+    mask = np.array([m is not None for m in mapped])
+    index = {lab: i for i, lab in enumerate(cs.labels)}
+    y = np.array([index[m] for m in mapped if m is not None], dtype=np.int64)
+    return mask, y
+
+
+@dataclass
+class CompareData:
+    """Train and test utterance tables (reset index) plus a description for the report."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    description: str
+    split_description: str
+
+
+REQUIRED_COLUMNS = ("utterance_id", "dialogue_id", "text", "emotion") + VAD_NAMES
+
+
+def _check_columns(df: pd.DataFrame, source: str) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ConfigError(f"{source}: missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}")
+
+
+def split_by_sessions(df: pd.DataFrame, train_sessions: Sequence[int], test_sessions: Sequence[int],
+                      source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if "session" not in df.columns:
+        raise ConfigError(f"{source}: no 'session' column to split by sessions")
+    sess = pd.to_numeric(df["session"], errors="coerce")
+    train = df[sess.isin(list(train_sessions))].reset_index(drop=True)
+    test = df[sess.isin(list(test_sessions))].reset_index(drop=True)
+    for name, part, want in (("train", train, train_sessions), ("test", test, test_sessions)):
+        if part.empty:
+            raise ConfigError(f"{source}: the {name} split (sessions {list(want)}) has no utterances; "
+                              f"sessions present: {sorted(sess.dropna().astype(int).unique().tolist())}")
+    return train, test
+
+
+def split_table(df: pd.DataFrame, test_fraction: float, seed: int,
+                source: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """By the table's split column (train / test; validation rows unused) or seeded by dialogue."""
+    if "split" in df.columns:
+        col = df["split"].astype(str)
+        train, test = df[col == "train"], df[col == "test"]
+        if train.empty or test.empty:
+            raise ConfigError(f"{source}: the split column needs 'train' and 'test' rows; "
+                              f"found {sorted(col.unique().tolist())}")
+        return train.reset_index(drop=True), test.reset_index(drop=True), "the table's split column"
+    dialogues = np.array(sorted(df["dialogue_id"].astype(str).unique()))
+    rng = np.random.default_rng(seed)
+    n_test = max(1, int(round(test_fraction * len(dialogues))))
+    test_ids = set(rng.permutation(dialogues)[:n_test])
+    is_test = df["dialogue_id"].astype(str).isin(test_ids)
+    return (df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True),
+            f"seeded by dialogue (seed {seed}, {n_test}/{len(dialogues)} dialogues in test)")
+
+
+def read_labelled_table(cfg) -> pd.DataFrame:
+    """A CSV/JSONL/Parquet table through the VAD stage's reader, plus its emotion column."""
+    from erc.data.utterances import read_any_table, read_table
+
+    if not Path(cfg.data_path).is_file():
+        raise ConfigError(f"field 'data_path': {cfg.data_path} is not a file")
+    raw = read_any_table(Path(cfg.data_path))
+    split = cfg.split_column if cfg.split_column and cfg.split_column in raw.columns else ""
+    df = read_table(cfg.data_path, text=cfg.text_column, valence=cfg.valence_column,
+                    arousal=cfg.arousal_column, dominance=cfg.dominance_column, id=cfg.id_column,
+                    dialogue=cfg.dialogue_column, split=split)
+    if cfg.emotion_column not in raw.columns:
+        raise ConfigError(f"{cfg.data_path}: column '{cfg.emotion_column}' (for emotion) not found; "
+                          f"columns are {', '.join(map(str, raw.columns))}; set --emotion-column")
+    df["emotion"] = [None if pd.isna(e) else str(e) for e in raw[cfg.emotion_column]]
+    return df
+
+
+def load_compare_data(cfg) -> CompareData:
+    """Read the utterances named by ``cfg`` and split them; rows without gold V/A/D are dropped."""
+    if cfg.data == "synthetic":
+        from erc.data.utterances import read_synthetic
+
+        df = read_synthetic(cfg.synthetic_dialogues, cfg.seed)
+        source = f"SYNTHETIC corpus (vad.synthetic, {cfg.synthetic_dialogues} dialogues, seed {cfg.seed})"
+    elif cfg.data == "iemocap":
+        from erc.data.utterances import read_iemocap
+
+        df = read_iemocap(cfg.data_path)
+        source = f"IEMOCAP release at {cfg.data_path}"
+    elif cfg.data == "table":
+        df = read_labelled_table(cfg)
+        source = f"table {cfg.data_path}"
+    else:  # validated by the config
+        raise ConfigError(f"field 'data': unknown kind {cfg.data!r}")
+    _check_columns(df, source)
+    n_all = len(df)
+    df = df[df[list(VAD_NAMES)].notna().all(axis=1)].reset_index(drop=True)
+    if cfg.data == "table":
+        train, test, how = split_table(df, cfg.test_fraction, cfg.seed, source)
+    else:
+        train, test = split_by_sessions(df, cfg.train_sessions, cfg.test_sessions, source)
+        how = f"train sessions {list(cfg.train_sessions)}, test sessions {list(cfg.test_sessions)}"
+    overlap = set(train["dialogue_id"]) & set(test["dialogue_id"])
+    if overlap:
+        raise ConfigError(f"{source}: dialogues in both train and test: {sorted(overlap)[:5]}")
+    desc = (f"{source}: {n_all} utterances read, {len(df)} with gold V/A/D used "
+            f"({len(train)} train / {len(test)} test)")
+    logger.info("%s; split: %s", desc, how)
+    return CompareData(train=train, test=test, description=desc, split_description=how)

@@ -1,0 +1,92 @@
+"""Dataclass configuration of the fusion (dialogue data) stage. Every field has a default."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from erc.core.config import ConfigError
+
+MODALITIES = ("text", "audio", "visual", "timing")
+TEXT_MODES = ("0", "1", "2", "3", "concat", "mean")
+TEXT_SOURCES = ("auto", "file", "embeddings", "hash")
+JOIN_MODES = ("auto", "utterance_id", "position")
+
+
+@dataclass
+class DataConfig:
+    """Which dialogues to load and which modalities to give each utterance.
+
+    ``text`` comes from (``text_source``): ``file`` the pickle's own text layer(s),
+    combined by ``text_mode`` (one layer ``0``-``3``, ``concat`` of all, or their
+    ``mean``, as in GraphSmile); ``embeddings`` the file written by ``cli.py embed``
+    (``text_embeddings``), joined by utterance id or (dialogue id, position);
+    ``hash`` a deterministic hashed bag of words of the transcript
+    (``hash_dim`` features, see :func:`erc.data.text.hash_featurize`); ``auto``
+    picks embeddings if ``text_embeddings`` is set, else the file's layers, else hash.
+    """
+
+    dataset: str = field(default="synthetic", metadata={"help": "registry name (erc.data.registry.DATASETS)"})
+    path: str | None = field(default=None, metadata={
+        "help": "pickle / CSV folder / release root; None = the registry's default under the data folder"})
+    modalities: list[str] = field(default_factory=lambda: ["text", "audio", "visual"], metadata={
+        "help": f"any non-empty subset of {', '.join(MODALITIES)}"})
+    text_source: str = field(default="auto", metadata={"help": "where text features come from",
+                                                       "choices": TEXT_SOURCES})
+    text_mode: str = field(default="mean", metadata={
+        "help": "text layer: 0-3, concat or mean (multi-layer pickles)", "choices": TEXT_MODES})
+    text_embeddings: str | None = field(default=None, metadata={"help": "file from `cli.py embed`"})
+    text_join: str = field(default="auto", metadata={
+        "help": "match embeddings by utterance_id or (dialogue id, position); auto: ids when both have them",
+        "choices": JOIN_MODES})
+    hash_dim: int = field(default=256, metadata={"help": "dimension of the hashed bag-of-words text featuriser"})
+    release_root: str | None = field(default=None, metadata={
+        "help": "IEMOCAP release root for timing joins; None = data folder's iemocap/IEMOCAP_full_release"})
+    meld_csv_dir: str | None = field(default=None, metadata={
+        "help": "folder of MELD *_sent_emo.csv for COSMIC MELD timing; None = data folder's meld/"})
+    timing_transform: str = field(default="log1p", metadata={
+        "help": "applied to the 4 timing features before normalisation: log1p (tames MELD's 1000-s gaps) or none",
+        "choices": ("log1p", "none")})
+    valid_ratio: float = field(default=0.1, metadata={
+        "help": "fraction of training dialogues carved out as validation (datasets without their own)"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the train/valid carve"})
+    normalize: list[str] = field(default_factory=lambda: ["audio", "visual", "timing"], metadata={
+        "help": "modalities z-scored with statistics of the TRAINING dialogues only"})
+    synthetic_dialogues: int = field(default=60, metadata={"help": "synthetic corpus size"})
+    synthetic_seed: int = field(default=0, metadata={"help": "synthetic corpus seed"})
+
+    def validate(self) -> None:
+        if not self.modalities:
+            raise ConfigError("modalities: need at least one of " + ", ".join(MODALITIES))
+        bad = [m for m in self.modalities if m not in MODALITIES]
+        if bad:
+            raise ConfigError(f"modalities: unknown {bad}; expected a subset of {list(MODALITIES)}")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"modalities: duplicates in {self.modalities}")
+        if self.text_mode not in TEXT_MODES:
+            raise ConfigError(f"text_mode: expected one of {TEXT_MODES}, got {self.text_mode!r}")
+        if self.text_source not in TEXT_SOURCES:
+            raise ConfigError(f"text_source: expected one of {TEXT_SOURCES}, got {self.text_source!r}")
+        if self.text_join not in JOIN_MODES:
+            raise ConfigError(f"text_join: expected one of {JOIN_MODES}, got {self.text_join!r}")
+        if self.text_source == "embeddings" and not self.text_embeddings:
+            raise ConfigError("text_source=embeddings needs text_embeddings (a file from `cli.py embed`)")
+        if self.timing_transform not in ("log1p", "none"):
+            raise ConfigError(f"timing_transform: expected log1p or none, got {self.timing_transform!r}")
+        if not 0.0 <= self.valid_ratio < 1.0:
+            raise ConfigError(f"valid_ratio: expected 0 <= ratio < 1, got {self.valid_ratio}")
+        if self.hash_dim < 1:
+            raise ConfigError(f"hash_dim: expected >= 1, got {self.hash_dim}")
+        bad = [m for m in self.normalize if m not in MODALITIES]
+        if bad:
+            raise ConfigError(f"normalize: unknown modalities {bad}")
+
+    def __post_init__(self) -> None:
+        self.modalities = list(self.modalities)
+        self.normalize = list(self.normalize)
+        self.text_mode = str(self.text_mode)
+        self.validate()
+
+
+@dataclass
+class InspectConfig:
+    file: str = field(default="", metadata={"help": "pickle, MELD CSV folder or IEMOCAP release root"})
+    dataset: str | None = field(default=None, metadata={"help": "registry name; None = detect"})

@@ -1,0 +1,117 @@
+"""Dataclass configuration of the graph stage. Every field has a default.
+
+:class:`GraphTrainConfig` extends the fusion stage's :class:`erc.data.config.DataConfig`
+(so ``dataset``, ``path``, ``modalities``, ``text_source``, ``text_mode``,
+``text_embeddings`` ... are ``train-graph`` flags too) with the model,
+loss and training fields. The defaults are GraphSmile's IEMOCAP-6 setting
+on the synthetic corpus; ``configs/graph_*.yaml`` hold the published settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from erc.core.config import ConfigError
+from erc.data.config import DataConfig
+from erc.graph.cmerc_config import CMERCConfig
+
+LOSS_MODES = ("emo_sen_sft", "epoch", "auto")
+
+
+@dataclass
+class GraphTrainConfig(DataConfig, CMERCConfig):
+    """``cli.py train-graph``: data (DataConfig fields) + CMERC options (:class:`erc.graph.cmerc_config.CMERCConfig`:
+    ``--curriculum --epoch-ratio --rank-coef --mscl-coef --cscl-coef --cl-temperature``, all off by default)
+    + model + loss + training."""
+
+    output_dir: str = field(default="runs/graph", metadata={"help": "run directory (seed_<k>/ per seed)"})
+    # model
+    hidden_dim: int = field(default=512, metadata={"help": "node feature size after projection"})
+    layers: list[int] = field(default_factory=lambda: [7, 7, 7], metadata={
+        "help": "graph conv layers per modality pair, in the order of combinations(modalities) "
+                "(text, visual, audio -> tv, ta, va); one value for a single modality"})
+    win_p: int = field(default=17, metadata={"help": "past window (utterances); -1 = whole dialogue"})
+    win_f: int = field(default=17, metadata={"help": "future window (utterances); -1 = whole dialogue"})
+    max_distance: int = field(default=32, metadata={
+        "help": "relative distances are clipped to this many buckets on an unbounded (-1) window side"})
+    dropout: float = field(default=0.2, metadata={"help": "dropout of projections and graph branches"})
+    shift_win: int = field(default=19, metadata={"help": "block size for sentiment-shift pairs"})
+    batchnorm_modalities: list[str] = field(default_factory=lambda: ["text"], metadata={
+        "help": "modalities batch-normalised before projection (reference: text)"})
+    # loss
+    loss: str = field(default="emo_sen_sft", metadata={"help": "task-loss combination", "choices": LOSS_MODES})
+    lambda_emo: float = field(default=1.0, metadata={"help": "emotion loss weight"})
+    lambda_sen: float = field(default=1.0, metadata={"help": "sentiment loss weight"})
+    lambda_shift: float = field(default=0.7, metadata={"help": "sentiment-shift loss weight"})
+    # optimisation
+    lr: float = field(default=1.0e-4, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1.0e-4, metadata={"help": "AdamW weight decay"})
+    batch_size: int = field(default=16, metadata={"help": "dialogues per batch (per process)"})
+    eval_batch_size: int = field(default=32, metadata={"help": "dialogues per evaluation batch"})
+    epochs: int = field(default=120, metadata={"help": "training epochs"})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "gradient clipping norm (0 = off)"})
+    seed: int = field(default=0, metadata={"help": "first seed; seeds are seed, seed+1, ..."})
+    seeds: int = field(default=1, metadata={"help": "number of seeds to run (mean and std reported)"})
+    selection_metric: str = field(default="weighted_f1", metadata={
+        "help": "validation metric that picks the best epoch", "choices": ("weighted_f1", "accuracy", "macro_f1")})
+    resume: bool = field(default=True, metadata={"help": "resume each seed from its last epoch checkpoint"})
+    checkpoint: bool = field(default=True, metadata={"help": "save an (atomic) checkpoint after every epoch"})
+    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave torch's default)"})
+    mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision",
+                                                         "choices": ("no", "fp16", "bf16")})
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bar on the main process"})
+
+    def validate(self) -> None:
+        super().validate()
+        self.validate_cmerc()
+        if self.loss not in LOSS_MODES:
+            raise ConfigError(f"loss: expected one of {LOSS_MODES}, got {self.loss!r}")
+        for name in ("hidden_dim", "batch_size", "eval_batch_size", "shift_win", "seeds", "max_distance"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise ConfigError(f"epochs: expected >= 0, got {self.epochs}")
+        for name in ("win_p", "win_f"):
+            if getattr(self, name) < -1:
+                raise ConfigError(f"{name}: expected -1 (whole dialogue) or >= 0, got {getattr(self, name)}")
+        if not self.layers or any(k < 1 for k in self.layers):
+            raise ConfigError(f"layers: expected positive integers, got {self.layers}")
+        n_pairs = max(len(self.modalities) * (len(self.modalities) - 1) // 2, 1)
+        if len(self.layers) < n_pairs:
+            raise ConfigError(f"layers: {self.layers} gives {len(self.layers)} value(s) for {n_pairs} modality "
+                              f"pair(s) of {self.modalities}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: expected 0 <= p < 1, got {self.dropout}")
+
+    def __post_init__(self) -> None:
+        self.layers = [int(k) for k in self.layers]
+        self.batchnorm_modalities = list(self.batchnorm_modalities)
+        super().__post_init__()
+
+    def data_config(self) -> DataConfig:
+        """The DataConfig part of this config."""
+        names = {f.name for f in dataclasses.fields(DataConfig)}
+        return DataConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+
+@dataclass
+class PredictGraphConfig:
+    """``cli.py predict-graph``: emotion, sentiment and class probabilities per utterance."""
+
+    model_dir: str = field(default="runs/graph/seed_0/best_model", metadata={
+        "help": "best_model/ folder written by train-graph"})
+    dataset: str | None = field(default=None, metadata={
+        "help": "registry name of the file to predict; None = the training dataset"})
+    path: str | None = field(default=None, metadata={
+        "help": "file of that dataset; None = the registry default (or the training path)"})
+    text_embeddings: str | None = field(default=None, metadata={
+        "help": "embeddings file from `cli.py embed` for this file's utterances; None = as in training"})
+    splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"], metadata={
+        "help": "which splits of the file to predict"})
+    output: str = field(default="runs/graph/predictions.csv", metadata={"help": "CSV written atomically"})
+    batch_size: int = field(default=32, metadata={"help": "dialogues per batch"})
+
+    def validate(self) -> None:
+        bad = [s for s in self.splits if s not in ("train", "valid", "test")]
+        if bad or not self.splits:
+            raise ConfigError(f"splits: expected a non-empty subset of train, valid, test, got {self.splits}")

@@ -1,0 +1,182 @@
+"""GraphSmile-style heterogeneous multimodal graph network (Li et al., 2024), rebuilt.
+
+Pipeline for a :class:`erc.data.batch.DialogueBatch`:
+
+1. Each modality is projected to ``hidden_dim`` (Linear + LeakyReLU + Dropout;
+   text is batch-normalised first, as in the reference).
+2. For every pair of modalities (in the order of ``modalities``: with
+   ``text, visual, audio`` that is tv, ta, va) a bipartite graph links
+   utterance ``i`` of one modality to the other modality's utterances in the
+   window ``[i - win_p, i + win_f]`` of the same dialogue
+   (:func:`erc.graph.edges.cross_modal_graph`) and a
+   :class:`erc.graph.layers.RelationalGraphStack` convolves it.
+3. The two directional outputs of every pair go through one shared
+   Linear + LeakyReLU and are averaged (six for three modalities). With a
+   single modality, a temporal graph over its utterances replaces step 2.
+4. Heads: emotion (``num_classes``), sentiment (3) and sentiment shift
+   (2 classes, on concatenated pairs of utterances inside blocks of
+   ``shift_win``, :func:`erc.graph.edges.shift_pairs`).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from erc.graph.edges import cross_modal_graph, shift_pairs, temporal_graph
+from erc.graph.layers import RelationalGraphStack
+
+MODEL_FILE = "model.pt"
+META_FILE = "model_config.json"
+
+
+@dataclass
+class GraphModelConfig:
+    """Architecture of :class:`GraphSmile` (saved next to the weights)."""
+
+    input_dims: dict[str, int] = field(default_factory=dict)   # modality -> feature dim, in order
+    num_classes: int = 6
+    num_sentiments: int = 3
+    hidden_dim: int = 512
+    layers: list[int] = field(default_factory=lambda: [7, 7, 7])  # per modality pair (or the single temporal graph)
+    win_p: int = 17
+    win_f: int = 17
+    max_distance: int = 32          # distance buckets for an unbounded (-1) window side
+    dropout: float = 0.2
+    shift_win: int = 19
+    batchnorm_modalities: list[str] = field(default_factory=lambda: ["text"])
+    label_names: list[str] = field(default_factory=list)
+    sentiment_names: list[str] = field(default_factory=list)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.input_dims)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(itertools.combinations(self.modalities, 2))
+
+
+@dataclass
+class GraphOutput:
+    """Per-utterance logits (``N`` nodes) plus shift logits over ``P`` pairs."""
+
+    emotion_logits: torch.Tensor            # (N, C)
+    sentiment_logits: torch.Tensor          # (N, 3)
+    shift_logits: torch.Tensor              # (P, 2)
+    shift_pairs: torch.Tensor               # (2, P) global node indices
+    fused: torch.Tensor                     # (N, hidden)
+    modality_reps: dict[str, torch.Tensor]  # "<pair>:<modality>" -> (N, hidden) after the shared fusion linear
+
+
+class GraphSmile(nn.Module):
+    """See the module docstring. ``forward(batch) -> GraphOutput``."""
+
+    def __init__(self, cfg: GraphModelConfig):
+        super().__init__()
+        if not cfg.input_dims:
+            raise ValueError("GraphModelConfig.input_dims is empty: need at least one modality")
+        self.cfg = cfg
+        mods = cfg.modalities
+        self.norms = nn.ModuleDict({m: nn.BatchNorm1d(d) for m, d in cfg.input_dims.items()
+                                    if m in cfg.batchnorm_modalities})
+        self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, cfg.hidden_dim), nn.LeakyReLU(),
+                                                    nn.Dropout(cfg.dropout))
+                                   for m, d in cfg.input_dims.items()})
+        from erc.graph.edges import num_distance_buckets
+        nb = num_distance_buckets(cfg.win_p, cfg.win_f, cfg.max_distance)
+        pairs = cfg.pairs()
+        n_graphs = max(len(pairs), 1)
+        if len(cfg.layers) < n_graphs:
+            raise ValueError(f"layers: {len(cfg.layers)} value(s) {cfg.layers} for {n_graphs} modality "
+                             f"pair(s) {pairs or mods}; give one per pair")
+        if pairs:
+            self.graphs = nn.ModuleDict({f"{a}_{b}": RelationalGraphStack(cfg.hidden_dim, cfg.layers[k], 2 * nb,
+                                                                         cfg.dropout)
+                                         for k, (a, b) in enumerate(pairs)})
+        else:
+            self.graphs = nn.ModuleDict({mods[0]: RelationalGraphStack(cfg.hidden_dim, cfg.layers[0], nb,
+                                                                      cfg.dropout)})
+        self.modal_fusion = nn.Sequential(nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.LeakyReLU())
+        self.emotion_head = nn.Linear(cfg.hidden_dim, cfg.num_classes)
+        self.sentiment_head = nn.Linear(cfg.hidden_dim, cfg.num_sentiments)
+        self.shift_head = nn.Linear(2 * cfg.hidden_dim, 2)
+
+    def project(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for m in self.cfg.modalities:
+            if m not in features:
+                raise KeyError(f"batch has no '{m}' features; it has {sorted(features)} "
+                               f"(the model was built for {self.cfg.modalities})")
+            x = features[m].float()
+            if m in self.norms:
+                x = self.norms[m](x)
+            out[m] = self.proj[m](x)
+        return out
+
+    def forward(self, batch: Any) -> GraphOutput:
+        cfg = self.cfg
+        h = self.project(batch.features)
+        ptr = batch.ptr
+        n = int(ptr[-1])
+        reps: dict[str, torch.Tensor] = {}
+        pairs = cfg.pairs()
+        if pairs:
+            g = cross_modal_graph(ptr, cfg.win_p, cfg.win_f, cfg.max_distance)
+            for a, b in pairs:
+                key = f"{a}_{b}"
+                out = self.graphs[key](torch.cat([h[a], h[b]]), g.edge_index, g.relation)
+                reps[f"{key}:{a}"] = self.modal_fusion(out[:n])
+                reps[f"{key}:{b}"] = self.modal_fusion(out[n:])
+        else:
+            m = cfg.modalities[0]
+            g = temporal_graph(ptr, cfg.win_p, cfg.win_f, cfg.max_distance)
+            reps[m] = self.modal_fusion(self.graphs[m](h[m], g.edge_index, g.relation))
+        fused = torch.stack(list(reps.values())).mean(0)
+        pairs_idx = shift_pairs(ptr, batch.position, cfg.shift_win)
+        shift_in = torch.cat([fused[pairs_idx[0]], fused[pairs_idx[1]]], dim=-1)
+        return GraphOutput(
+            emotion_logits=self.emotion_head(fused),
+            sentiment_logits=self.sentiment_head(fused),
+            shift_logits=self.shift_head(shift_in),
+            shift_pairs=pairs_idx,
+            fused=fused,
+            modality_reps=reps,
+        )
+
+
+def save_graph_model(model: GraphSmile, directory: str | Path, extra: dict | None = None) -> None:
+    """Write ``model.pt`` (state dict) and ``model_config.json`` into ``directory``."""
+    from erc.core.io import atomic_write_bytes, write_json
+    import io
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(directory / MODEL_FILE, buf.getvalue())
+    write_json(directory / META_FILE, {"model": asdict(model.cfg), **(extra or {})})
+
+
+def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[GraphSmile, dict]:
+    """Rebuild a model saved by :func:`save_graph_model`; returns ``(model in eval mode, meta)``."""
+    directory = Path(directory)
+    meta_path, weights = directory / META_FILE, directory / MODEL_FILE
+    for p in (meta_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} missing: {directory} is not a saved graph model "
+                                    f"(expected {META_FILE} and {MODEL_FILE})")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    model = GraphSmile(GraphModelConfig(**meta["model"]))
+    model.load_state_dict(torch.load(weights, map_location=map_location, weights_only=True))
+    model.eval()
+    return model, meta
+
+
+def probabilities(out: GraphOutput) -> dict[str, torch.Tensor]:
+    return {"emotion": F.softmax(out.emotion_logits, -1), "sentiment": F.softmax(out.sentiment_logits, -1)}

@@ -1,0 +1,98 @@
+"""``predict-graph``: per-utterance emotion, sentiment and class probabilities from a saved model.
+
+The dialogues are read by the fusion stage with the training run's data
+settings (saved in ``best_model/config.yaml``), optionally pointed at another
+file of a supported dataset; features are normalised with the statistics
+fitted on the TRAINING dialogues of the training run (saved with the model).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from erc.core.config import ConfigError, load_yaml
+from erc.core.io import write_csv
+from erc.graph.config import PredictGraphConfig
+
+logger = logging.getLogger(__name__)
+
+
+def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: dict):
+    """The dialogues to predict, as ``[(split, [Dialogue])]``, normalised like training."""
+    from erc.data.config import DataConfig
+    from erc.data.dialogues import apply_normalization, load_splits
+
+    names = {f.name for f in dataclasses.fields(DataConfig)}
+    values = {k: v for k, v in train_cfg.items() if k in names}
+    if cfg.dataset is not None:
+        values["dataset"] = cfg.dataset
+        values["path"] = None
+    if cfg.path is not None:
+        values["path"] = cfg.path
+    if cfg.text_embeddings is not None:
+        values["text_embeddings"] = cfg.text_embeddings
+    values["normalize"] = []                      # apply the training statistics instead
+    splits = load_splits(DataConfig(**values))
+    stats = {m: {k: np.asarray(v, dtype=np.float32) for k, v in st.items()}
+             for m, st in (meta.get("normalization") or {}).items()}
+    out = []
+    for name in cfg.splits:
+        dlgs = splits.split(name)
+        apply_normalization(dlgs, stats)
+        out.append((name, dlgs))
+    expected = meta["model"]["input_dims"]
+    got = {m: int(splits.dims.get(m, -1)) for m in expected}
+    bad = {m: (got[m], d) for m, d in expected.items() if got[m] != d}
+    if bad:
+        raise ConfigError(f"{values.get('path') or values['dataset']}: feature dims {bad} (got, expected by "
+                          f"the model in {cfg.model_dir}) do not match")
+    return out
+
+
+def predict_dialogues(model, dialogues, batch_size: int = 32) -> list[dict]:
+    """Rows ``dialogue_id, position, utterance_id, emotion, sentiment, p_<label>...`` for ``dialogues``."""
+    import torch
+    from erc.data.dialogues import make_loader
+
+    label_names = model.cfg.label_names or [str(k) for k in range(model.cfg.num_classes)]
+    sent_names = model.cfg.sentiment_names or [str(k) for k in range(model.cfg.num_sentiments)]
+    rows = []
+    model.eval()
+    with torch.no_grad():
+        for batch in make_loader(dialogues, batch_size):
+            out = model(batch)
+            pe = torch.softmax(out.emotion_logits, -1).numpy()
+            ps = torch.softmax(out.sentiment_logits, -1).numpy()
+            for u in range(batch.num_nodes):
+                b = int(batch.batch[u])
+                d = dialogues[int(batch.dialogue_index[b])]
+                pos = int(batch.position[u])
+                row = {"dialogue_id": d.dialogue_id, "position": pos,
+                       "utterance_id": d.utterance_ids[pos] if d.utterance_ids else "",
+                       "label": int(batch.labels[u]), "emotion": label_names[int(pe[u].argmax())],
+                       "sentiment": sent_names[int(ps[u].argmax())]}
+                row.update({f"p_{n}": float(pe[u, k]) for k, n in enumerate(label_names)})
+                row.update({f"p_sentiment_{n}": float(ps[u, k]) for k, n in enumerate(sent_names)})
+                rows.append(row)
+    return rows
+
+
+def run_predict_graph(cfg: PredictGraphConfig) -> Path:
+    from erc.core.logs import setup_logging
+    from erc.graph.model import load_graph_model
+
+    setup_logging(True)
+    cfg.validate()
+    model, meta = load_graph_model(cfg.model_dir)
+    cfg_path = Path(cfg.model_dir) / "config.yaml"
+    train_cfg = load_yaml(cfg_path)
+    rows = []
+    for split, dlgs in load_prediction_dialogues(cfg, meta, train_cfg):
+        for r in predict_dialogues(model, dlgs, cfg.batch_size):
+            rows.append({"split": split, **r})
+    write_csv(cfg.output, rows)
+    print(f"wrote {cfg.output}: {len(rows)} utterances")
+    return Path(cfg.output)

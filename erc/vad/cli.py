@@ -1,0 +1,36 @@
+"""Subcommands of the V/A/D stage (registered by erc.cli): finetune, predict, embed."""
+from __future__ import annotations
+
+import argparse
+
+from erc.core.cli import add_stage_command
+from erc.vad.config import EmbedConfig, FinetuneConfig, PredictConfig
+
+
+def _finetune(cfg: FinetuneConfig) -> dict:
+    from erc.vad.train import run_finetune
+
+    return run_finetune(cfg)
+
+
+def _predict(cfg: PredictConfig) -> dict:
+    from erc.vad.predict import run_predict
+
+    return run_predict(cfg)
+
+
+def _embed(cfg: EmbedConfig):
+    from erc.vad.embed import run_embed
+
+    return run_embed(cfg)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this stage's subcommands."""
+    add_stage_command(subparsers, "finetune", FinetuneConfig, _finetune,
+                      help="fine-tune an encoder to predict Valence/Arousal/Dominance "
+                           "(run with `accelerate launch cli.py finetune ...`)")
+    add_stage_command(subparsers, "predict", PredictConfig, _predict,
+                      help="predict V/A/D for a CSV of texts, a text file or an IEMOCAP root")
+    add_stage_command(subparsers, "embed", EmbedConfig, _embed,
+                      help="write utterance embeddings (.npz keyed by utterance id and dialogue/position)")

@@ -1,0 +1,140 @@
+"""Train/validation/test splits of the V/A/D utterance tables (readers: :mod:`erc.data.utterances`)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from erc.core.config import ConfigError
+from erc.data.utterances import SOURCES, VAD_COLUMNS, load_frame, read_iemocap, read_table
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- splits
+def labeled_mask(df: pd.DataFrame) -> np.ndarray:
+    return np.isfinite(df[list(VAD_COLUMNS)].to_numpy(dtype=np.float64)).all(axis=1)
+
+
+def session_sets(cfg, available: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """(train, val, test) sessions; leave-one-session-out validates on the previous session."""
+    if cfg.leave_one_session_out:
+        k = cfg.leave_one_session_out
+        if k not in available:
+            raise ConfigError(f"field 'leave_one_session_out': session {k} not in data sessions {available}")
+        i = available.index(k)
+        val = available[i - 1]
+        return [s for s in available if s not in (k, val)], [val], [k]
+    return list(cfg.train_sessions), list(cfg.val_sessions), list(cfg.test_sessions)
+
+
+def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "auto"
+                  ) -> tuple[dict[str, np.ndarray], str]:
+    """Boolean row masks for 'train' / 'validation' / 'test', and the split mode used.
+
+    The same dialogue never lands in train and in validation/test. Validation and
+    test may share sessions only when asked explicitly (a warning says so).
+    """
+    mode = cfg.split if cfg.split != "auto" else default_mode
+    if mode == "auto":
+        if "split" in df.columns and df["split"].notna().all():
+            mode = "column"
+        elif (df["session"] > 0).all():
+            mode = "session"
+        else:
+            mode = "dialogue"
+    if mode == "session":
+        if not (df["session"] > 0).all():
+            raise ConfigError("split 'session' needs session numbers; this data has none "
+                              "(use --split column or --split dialogue)")
+        available = sorted(int(s) for s in df["session"].unique())
+        train, val, test = session_sets(cfg, available)
+        if set(train) & (set(val) | set(test)):
+            raise ConfigError(f"train sessions {train} overlap validation {val} / test {test}")
+        if set(val) & set(test):
+            logger.warning("validation sessions %s overlap test sessions %s: the test figures are "
+                           "then validation figures, not a held-out test", val, test)
+        s = df["session"].astype(int)
+        masks = {"train": s.isin(train).to_numpy(), "validation": s.isin(val).to_numpy(),
+                 "test": s.isin(test).to_numpy()}
+    elif mode == "column":
+        if "split" not in df.columns:
+            raise ConfigError("split 'column': the data has no split column (set --split-column)")
+        col = df["split"].fillna("").astype(str).to_numpy()
+        masks = {name: col == name for name in ("train", "validation", "test")}
+    elif mode == "dialogue":
+        dialogues = df["dialogue_id"].astype(str)
+        uniq = np.array(sorted(dialogues.unique()))
+        perm = uniq[np.random.default_rng(seed).permutation(len(uniq))]
+        n_test = int(round(cfg.test_fraction * len(uniq)))
+        n_val = int(round(cfg.val_fraction * len(uniq)))
+        test_d, val_d = set(perm[:n_test]), set(perm[n_test:n_test + n_val])
+        masks = {"test": dialogues.isin(test_d).to_numpy(), "validation": dialogues.isin(val_d).to_numpy()}
+        masks["train"] = ~(masks["test"] | masks["validation"])
+    else:
+        raise ConfigError(f"field 'split': expected one of auto/session/column/dialogue, got {mode!r}")
+    return masks, mode
+
+
+@dataclass
+class VADSplits:
+    """All rows (labeled or not) and the labeled train/validation/test ``datasets.Dataset``s."""
+
+    frame: pd.DataFrame
+    datasets: "object"  # datasets.DatasetDict with train / validation / test
+    mode: str
+    test_is_validation: bool
+    fmt: str
+
+
+def build_splits(cfg, seed: int = 0) -> VADSplits:
+    """Read ``cfg.data``, split it, and return labeled splits as ``datasets.Dataset``s."""
+    from datasets import Dataset, DatasetDict
+
+    df, fmt = load_frame(cfg, require_labels=True)
+    default_mode = SOURCES[fmt]["split"]
+    masks, mode = assign_splits(df, cfg, seed=seed, default_mode=default_mode)
+    test_is_val = bool((masks["validation"] & masks["test"]).any())
+    lab = labeled_mask(df)
+    keep = ["utterance_id", "dialogue_id", "text"] + list(VAD_COLUMNS)
+    out = {}
+    for name in ("train", "validation", "test"):
+        rows = masks[name] & lab
+        part = df.loc[rows, keep].reset_index(drop=True)
+        part["dialogue_id"] = part["dialogue_id"].astype(str)
+        if len(part) == 0:
+            what = {"session": "sessions", "column": "split value", "dialogue": "dialogue fraction"}[mode]
+            raise ConfigError(
+                f"--data {cfg.data}: the {name} split has no labeled utterances (check the {what}; "
+                f"e.g. IEMOCAP session 5 is text-only in some copies: use --test-sessions 4 or "
+                f"--leave-one-session-out 4)")
+        out[name] = Dataset.from_pandas(part, preserve_index=False)
+    tr = set(out["train"]["dialogue_id"])
+    for name in ("validation", "test"):
+        shared = tr & set(out[name]["dialogue_id"])
+        if shared:
+            raise ConfigError(f"dialogue(s) {sorted(shared)[:3]} are in train and {name}; "
+                              "a dialogue must stay in one split")
+    logger.info("data %s (%s): %d rows, %d labeled; split by %s: train %d, validation %d, test %d%s",
+                cfg.data, fmt, len(df), int(lab.sum()), mode, len(out["train"]), len(out["validation"]),
+                len(out["test"]), " (test = validation)" if test_is_val else "")
+    return VADSplits(frame=df, datasets=DatasetDict(out), mode=mode, test_is_validation=test_is_val, fmt=fmt)
+
+
+def read_prediction_input(path: str | Path, text_column: str = "text", id_column: str = "") -> pd.DataFrame:
+    """Texts to predict: an IEMOCAP root, a .txt (one per line) or a table; columns utterance_id, text."""
+    path = Path(path)
+    if path.is_dir():
+        df = read_iemocap(path)
+    elif path.suffix.lower() == ".txt":
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
+        df = pd.DataFrame({"utterance_id": [f"line{i:06d}" for i, _ in kept], "text": [t for _, t in kept]})
+    elif path.is_file():
+        df = read_table(path, text=text_column, id=id_column, require_labels=False)
+    else:
+        raise FileNotFoundError(f"--input {path}: no such file or folder")
+    return df

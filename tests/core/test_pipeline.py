@@ -1,0 +1,110 @@
+"""The pipeline chains the four stages, skips complete ones, and redoes a forced one."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from erc.core.config import ConfigError, resolve_config
+from erc.pipeline import MARKER, PipelineConfig, graph_config, is_complete, stage_dir
+
+TINY = {
+    "synthetic_dialogues": 30,
+    "finetune": {"epochs": 1, "batch_size": 16, "num_threads": 1},
+    "embed": {"batch_size": 64},
+    "graph": {"epochs": 2, "hidden_dim": 16, "layers": [1, 1, 1], "win_p": 2, "win_f": 2, "shift_win": 3,
+              "batch_size": 8, "progress": False, "num_threads": 1},
+    "compare": {"test_sessions": [5], "forest_seeds": [0], "forest_n_estimators": [20],
+                "forest_max_depth": [0], "forest_min_samples_leaf": [1], "cv_folds": 2,
+                "class_sets": ["iemocap4"], "tsne_max_points": 100, "threads": 1},
+}
+
+
+def _run(project_root, cfg_path, *extra):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "cli.py", "pipeline", "--config", str(cfg_path), *extra],
+                          cwd=project_root, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc.stdout + proc.stderr
+
+
+def test_stage_chaining_is_explicit(tmp_path):
+    cfg = resolve_config(PipelineConfig, {"output_dir": str(tmp_path)})
+    g = graph_config(cfg)
+    assert g.text_source == "embeddings"
+    assert g.text_embeddings == str(stage_dir(cfg, "embed") / "embeddings.npz")
+    assert g.output_dir == str(tmp_path / "train_graph")
+    assert not is_complete(cfg, "finetune")
+
+
+def test_unknown_stage_and_section_field_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="stages"):
+        resolve_config(PipelineConfig, {"stages": ["finetune", "train"]})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"graph": {"hiden_dim": 8}}))
+    cfg = resolve_config(PipelineConfig, None, bad)
+    with pytest.raises(ConfigError, match="hiden_dim"):
+        graph_config(cfg)
+
+
+def test_pipeline_end_to_end_then_skip_then_force(tmp_path, project_root):
+    out = tmp_path / "run"
+    cfg_path = tmp_path / "pipeline.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY, "output_dir": str(out)}))
+    log = _run(project_root, cfg_path)
+    for stage in ("finetune", "embed", "train_graph", "compare"):
+        assert (out / stage / MARKER).is_file(), stage
+    assert (out / "compare" / "report.html").is_file()
+    assert (out / "finetune" / "best_model").is_dir()
+    summary = (out / "summary.md").read_text()
+    assert "compare/report.html" in summary and "train_graph/results.json" in summary
+    graph = json.loads((out / "train_graph" / "results.json").read_text())
+    assert f"| test_weighted_f1 | {graph['test_weighted_f1_mean']:.3f} |" in summary
+    assert "report:" in log
+
+    # A second run finds every stage complete and redoes nothing.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)}
+    log = _run(project_root, cfg_path)
+    assert log.count("skipped") >= 4
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)} == mtimes
+
+    # --force compare redoes only that stage.
+    log = _run(project_root, cfg_path, "--force", "compare")
+    new = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)}
+    assert new["compare"] != mtimes[out / "compare" / MARKER]
+    assert all(new[s] == mtimes[out / s / MARKER] for s in ("finetune", "embed", "train_graph"))
+    marker = json.loads((out / "compare" / MARKER).read_text())
+    assert marker["stage"] == "compare" and marker["seconds"] > 0
+
+
+def test_incomplete_stage_reruns(tmp_path, project_root):
+    """A stage folder without its marker (an interrupted run) is not taken as complete."""
+    cfg = resolve_config(PipelineConfig, {"output_dir": str(tmp_path)})
+    d = stage_dir(cfg, "embed")
+    d.mkdir(parents=True)
+    (d / "embeddings.npz").write_bytes(b"partial")
+    assert not is_complete(cfg, "embed")
+    (d / MARKER).write_text("{}")
+    assert is_complete(cfg, "embed")
+
+
+@pytest.mark.slow
+def test_pipeline_two_processes(tmp_path, project_root):
+    """`accelerate launch --multi_gpu --num_processes 2 cli.py pipeline` on CPU: every stage runs, the
+    training stages in 2 processes, and the process group survives from one stage to the next."""
+    out = tmp_path / "run2"
+    cfg_path = tmp_path / "pipeline.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY, "output_dir": str(out)}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531",
+           "cli.py", "pipeline", "--config", str(cfg_path)]
+    proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert json.loads((out / "train_graph" / "results.json").read_text())["num_processes"] == 2
+    assert (out / "compare" / "report.html").is_file() and (out / "summary.md").is_file()
