@@ -160,10 +160,10 @@ def build_model(cfg: GraphTrainConfig, splits):
     from erc.graph.model import GraphModelConfig, GraphSmile
 
     mcfg = GraphModelConfig(
-        input_dims={m: int(splits.dims[m]) for m in cfg.modalities}, num_classes=splits.num_classes,
+        input_dims={m: int(splits.dims[m]) for m in cfg.data.modalities}, num_classes=splits.num_classes,
         num_sentiments=getattr(splits, "num_sentiments", 3), hidden_dim=cfg.hidden_dim, layers=list(cfg.layers),
         win_p=cfg.win_p, win_f=cfg.win_f, max_distance=cfg.max_distance, dropout=cfg.dropout,
-        shift_win=cfg.shift_win, batchnorm_modalities=[m for m in cfg.batchnorm_modalities if m in cfg.modalities],
+        shift_win=cfg.shift_win, batchnorm_modalities=[m for m in cfg.batchnorm_modalities if m in cfg.data.modalities],
         label_names=list(splits.label_names), sentiment_names=list(getattr(splits, "sentiment_names", ())))
     return GraphSmile(mcfg)
 
@@ -205,12 +205,12 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     train_loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=seed)
     curriculum = None
-    if cfg.curriculum:                   # CMERC: easy -> hard pool growing to the full set (graph.curriculum)
+    if cfg.cmerc.curriculum:                   # CMERC: easy -> hard pool growing to the full set (graph.curriculum)
         from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
 
-        curriculum = curriculum_for_training(splits.train, cfg.epochs, cfg, seed, splits.num_classes)
+        curriculum = curriculum_for_training(splits.train, cfg.epochs, cfg.cmerc, seed, splits.num_classes)
         train_loader = make_curriculum_loader(splits.train, curriculum, cfg.batch_size)
-    cmerc_hook = make_cmerc_loss_hook(cfg)   # CMERC rank/mscl/cscl losses; None when all coefs are 0
+    cmerc_hook = make_cmerc_loss_hook(cfg.cmerc)   # CMERC rank/mscl/cscl losses; None when all coefs are 0
     if cmerc_hook is not None:
         loss_hooks = [*loss_hooks, cmerc_hook]
     valid_loader = make_loader(splits.valid, cfg.eval_batch_size)
@@ -225,7 +225,7 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
 
     ckpt_dir, best_dir = run_dir / "checkpoint", run_dir / "best_model"
     state: dict[str, Any] = {"epoch": -1, "history": [], "best_epoch": None, "best_valid": None, "test": None}
-    if cfg.resume and (ckpt_dir / "trainer_state.json").is_file():
+    if cfg.resume != "never" and (ckpt_dir / "trainer_state.json").is_file():
         accelerator.load_state(str(ckpt_dir))
         state = read_json(ckpt_dir / "trainer_state.json")
         if curriculum is not None and state.get("curriculum"):
@@ -234,7 +234,7 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
     label_names = list(splits.label_names)
     n_valid, n_test = len(splits.valid), len(splits.test)
     if n_valid == 0:
-        raise ValueError("validation split is empty: selection needs validation dialogues (valid_ratio > 0)")
+        raise ValueError("validation split is empty: selection needs validation dialogues (valid_fraction > 0)")
 
     epochs = range(state["epoch"] + 1, cfg.epochs)
     bar = tqdm(epochs, desc=f"seed {seed}", disable=not (cfg.progress and accelerator.is_main_process))
@@ -361,15 +361,15 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
     with accelerator.main_process_first():
-        splits = splits if splits is not None else load_splits(cfg.data_config())
-    accelerator.print(f"train-graph: {splits.summary()} modalities {cfg.modalities} dims {splits.dims}")
+        splits = splits if splits is not None else load_splits(cfg.data)
+    accelerator.print(f"train-graph: {splits.summary()} modalities {cfg.data.modalities} dims {splits.dims}")
     results, history = [], []
     for k in range(cfg.seeds):
         seed = cfg.seed + k
         res = train_seed(cfg, splits, seed, out_dir / f"seed_{seed}", accelerator, loss_hooks, on_epoch_end)
         results.append(res)
         history += res.pop("history")
-    summary = {"dataset": cfg.dataset, "modalities": cfg.modalities, "selection": f"valid_{cfg.selection_metric}",
+    summary = {"dataset": cfg.data.dataset, "modalities": cfg.data.modalities, "selection": f"valid_{cfg.selection_metric}",
                "num_processes": accelerator.num_processes, "seeds": [r["seed"] for r in results],
                **summarize_seeds(results), "per_seed": results}
     if accelerator.is_main_process:

@@ -227,8 +227,6 @@ def run_finetune(cfg) -> dict:
     from erc.vad.data import build_splits
     from erc.vad.model import VADRegressor
 
-    if cfg.metric_for_best not in HIGHER_IS_BETTER:
-        raise ConfigError(f"field 'metric_for_best': expected one of {sorted(HIGHER_IS_BETTER)}")
     out_dir = Path(cfg.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     # Several CPU processes come through torchrun; see erc.core.accel.use_cpu_processes.
@@ -244,7 +242,7 @@ def run_finetune(cfg) -> dict:
 
     # ---- data and model ------------------------------------------------------------------
     with accelerator.main_process_first():
-        splits = build_splits(cfg, seed=cfg.seed)
+        splits = build_splits(cfg.data, seed=cfg.seed)
         # builtin:tiny is built on first use: one process builds it, the others then load it
         model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
                                                max_length=cfg.max_length)
@@ -263,7 +261,7 @@ def run_finetune(cfg) -> dict:
     optimizer = torch.optim.AdamW([
         {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
-    ], lr=cfg.learning_rate)
+    ], lr=cfg.lr)
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader, test_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
@@ -278,16 +276,17 @@ def run_finetune(cfg) -> dict:
     accelerator.register_for_checkpointing(state)
 
     # ---- resume ----------------------------------------------------------------------------
-    if cfg.resume:
-        if cfg.resume == "latest":
-            found = _list_checkpoints(ckpt_dir, steps_per_epoch)
-            if not found:
-                raise ConfigError(f"--resume latest: no checkpoints under {ckpt_dir}")
-            resume_path = found[-1]
-        else:
-            resume_path = Path(cfg.resume)
-            if not resume_path.is_dir():
-                raise ConfigError(f"--resume {cfg.resume}: no such checkpoint folder")
+    resume_path = None
+    if cfg.resume in ("auto", "latest"):
+        found = _list_checkpoints(ckpt_dir, steps_per_epoch)
+        if not found and cfg.resume == "latest":
+            raise ConfigError(f"--resume latest: no checkpoints under {ckpt_dir}")
+        resume_path = found[-1] if found else None
+    elif cfg.resume != "never":
+        resume_path = Path(cfg.resume)
+        if not resume_path.is_dir():
+            raise ConfigError(f"--resume {cfg.resume}: no such checkpoint folder")
+    if resume_path is not None:
         accelerator.load_state(str(resume_path))
         old_np, state.num_processes = state.num_processes, accelerator.num_processes
         if old_np != accelerator.num_processes:
@@ -312,7 +311,7 @@ def run_finetune(cfg) -> dict:
                 len(tok["train"]), cfg.epochs, steps_per_epoch, accelerator.num_processes, cfg.batch_size)
     progress = tqdm(total=total_steps, initial=state.completed_steps, desc="finetune",
                     disable=not accelerator.is_local_main_process)
-    higher = HIGHER_IS_BETTER[cfg.metric_for_best]
+    higher = HIGHER_IS_BETTER[f"val_{cfg.selection_metric}"]
     best_dir = out_dir / "best_model"
     interrupted = False
     while state.epoch < cfg.epochs and not state.stopped_early and not interrupted:
@@ -361,7 +360,7 @@ def run_finetune(cfg) -> dict:
         row.update(val_pearson=ev["pearson"], val_ccc=ev["ccc"], n_val=ev["n"],
                    lr=scheduler.get_last_lr()[0], epoch_seconds=round(state.epoch_seconds, 3))
         state.log_rows.append(row)
-        value = row[cfg.metric_for_best]
+        value = row[f"val_{cfg.selection_metric}"]
         improved = state.best_value is None or (np.isfinite(value) and (
             value > state.best_value if higher else value < state.best_value))
         if improved:
@@ -373,7 +372,7 @@ def run_finetune(cfg) -> dict:
             state.bad_epochs += 1
             if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
                 state.stopped_early = True
-                logger.info("early stopping: no %s improvement for %d epochs", cfg.metric_for_best,
+                logger.info("early stopping: no val_%s improvement for %d epochs", cfg.selection_metric,
                             state.bad_epochs)
         accelerator.print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
                           f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f} "
@@ -397,7 +396,7 @@ def run_finetune(cfg) -> dict:
     val = evaluate(model, val_loader, accelerator)["metrics"]
     result = {
         "output_dir": str(out_dir), "best_model": str(best_dir), "best_epoch": state.best_epoch,
-        "metric_for_best": cfg.metric_for_best, "best_value": state.best_value,
+        "metric_for_best": f"val_{cfg.selection_metric}", "best_value": state.best_value,
         "epochs_run": state.epoch, "stopped_early": state.stopped_early,
         "test_is_validation": splits.test_is_validation, "split": splits.mode,
         "n_train": len(tok["train"]), "n_validation": val["n"], "n_test": test["metrics"]["n"],
@@ -416,7 +415,7 @@ def run_finetune(cfg) -> dict:
         if cfg.plots:
             from erc.vad.plots import write_plots
             result["plots"] = write_plots(out_dir, state.log_rows, test["pred"], test["true"])
-        logger.info("test (%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", cfg.metric_for_best,
+        logger.info("test (val_%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", cfg.selection_metric,
                     state.best_epoch, test["metrics"]["ccc"], test["metrics"]["pearson"],
                     test["metrics"]["rmse"], " [test = validation split]" if splits.test_is_validation else "")
     accelerator.wait_for_everyone()
