@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from erc.core.config import ConfigError, config_from_dict, save_config
+from erc.core.config import config_from_dict, save_config
 from erc.core.io import atomic_write_text, read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,10 @@ class PipelineConfig:
 
     output_dir: str = field(default="runs/pipeline", metadata={"help": "run directory (one sub-folder per stage)"})
     stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
-        "help": f"stages to run, in order, from {', '.join(STAGES)}"})
+        "help": f"stages to run, in order, from {', '.join(STAGES)}", "choices": STAGES})
     force: list[str] = field(default_factory=list, metadata={
-        "help": "stages to redo from scratch even if complete (their folders are deleted first)"})
+        "help": "stages to redo from scratch even if complete (their folders are deleted first)",
+        "choices": STAGES})
     synthetic_dialogues: int = field(default=60, metadata={
         "help": "size of the built-in synthetic corpus, the same for every stage"})
     finetune: dict = field(default_factory=lambda: {"epochs": 4}, metadata={
@@ -60,12 +61,6 @@ class PipelineConfig:
         "cli": False, "help": "GraphTrainConfig fields"})
     compare: dict = field(default_factory=_compare_defaults, metadata={
         "cli": False, "help": "CompareConfig fields"})
-
-    def validate(self) -> None:
-        for name in ("stages", "force"):
-            bad = [s for s in getattr(self, name) if s not in STAGES]
-            if bad:
-                raise ConfigError(f"field '{name}': unknown stage(s) {bad}; expected some of {list(STAGES)}")
 
 
 def stage_dir(cfg: PipelineConfig, stage: str) -> Path:

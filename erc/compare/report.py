@@ -18,7 +18,7 @@ import numpy as np
 
 from erc.core.io import atomic_write_text, write_json
 from erc.core.plotting import pyplot, save_png
-from erc.core.metrics import VAD_NAMES
+from erc.data.registry import VAD_NAMES
 
 logger = logging.getLogger(__name__)
 

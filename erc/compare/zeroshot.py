@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from erc.core.config import ConfigError
-from erc.core.metrics import VAD_NAMES
+from erc.data.registry import VAD_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from typing import Sequence
 
 import numpy as np
 
-VAD_NAMES = ("valence", "arousal", "dominance")
 
 
 def pearson_r(pred: np.ndarray, true: np.ndarray) -> float:
@@ -32,9 +31,9 @@ def ccc(pred: np.ndarray, true: np.ndarray) -> float:
     return float(2 * cov / denom) if denom > 0 else float("nan")
 
 
-def regression_metrics(pred: np.ndarray, true: np.ndarray,
-                       names: Sequence[str] = VAD_NAMES) -> dict[str, float]:
-    """Flat dict: ``mse, rmse, mae`` overall and ``{name}_{metric}`` per column.
+def regression_metrics(pred: np.ndarray, true: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Flat dict: ``mse, rmse, mae`` overall and ``{name}_{metric}`` per column (``names``, one per
+    column, e.g. :data:`erc.data.registry.VAD_NAMES`).
 
     Overall Pearson and CCC are the mean of the per-dimension values.
     """

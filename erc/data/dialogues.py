@@ -41,6 +41,7 @@ from erc.data.batch import Dialogue, DialogueBatch, collate_dialogues
 from erc.data.config import DialogueDataConfig
 from erc.data.readers import RawCorpus, RawDialogue, read_corpus, read_meld_tables
 from erc.data.registry import DatasetSpec, get_spec
+from erc.data.splits import split_ids, split_rows
 from erc.data.validate import DataValidationError, check_disjoint_splits, fail
 
 logger = logging.getLogger(__name__)
@@ -84,18 +85,15 @@ class DialogueSplits:
 
 
 # ----------------------------------------------------------------------------- splits
-def carve_validation(train_ids: Sequence[str], ratio: float, seed: int) -> tuple[list[str], list[str]]:
-    """Seeded split of TRAINING dialogue ids into (train, valid); order of ids does not matter."""
-    ids = sorted(train_ids)
-    n_valid = int(round(ratio * len(ids)))
-    if ratio > 0 and len(ids) > 1:
-        n_valid = min(max(n_valid, 1), len(ids) - 1)
-    perm = np.random.default_rng(seed).permutation(len(ids))
-    valid = {ids[i] for i in perm[:n_valid]}
-    return [d for d in train_ids if d not in valid], [d for d in train_ids if d in valid]
+def carve_validation(train_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of TRAINING dialogue ids into (train, valid) by :func:`erc.data.splits.split_rows`;
+    the order of ids does not matter for which are picked, and is kept in the output."""
+    ids = split_ids(train_ids, split_rows(train_ids, "dialogue", fractions={"valid": fraction}, seed=seed))
+    return ids["train"], ids["valid"]
 
 
-def split_ids(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, list[str]]:
+def corpus_split_ids(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, list[str]]:
+    """Dialogue ids per split: the file's own valid ids, or valid carved from train (``cfg.valid_fraction``)."""
     if corpus.spec.valid_source == "file" and corpus.splits.get("valid"):
         out = {"train": list(corpus.splits["train"]), "valid": list(corpus.splits["valid"]),
                "test": list(corpus.splits["test"])}
@@ -245,7 +243,7 @@ def load_splits(cfg: DialogueDataConfig) -> DialogueSplits:
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,
                          synthetic_seed=cfg.synthetic_seed)
     feats = build_features(corpus, cfg)
-    ids = split_ids(corpus, cfg)
+    ids = corpus_split_ids(corpus, cfg)
     out: dict[str, list[Dialogue]] = {}
     for name, dlg_ids in ids.items():
         out[name] = []

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from erc.data.registry import DATASETS, DatasetSpec
+from erc.data.splits import split_ids, split_rows
 from erc.data.validate import (DataValidationError, as_matrix, check_disjoint_splits, check_labels,
                              check_lengths, fail)
 
@@ -239,10 +240,10 @@ def read_meld_csv(path: str | Path, spec: DatasetSpec) -> RawCorpus:
     return RawCorpus(spec, str(path), dialogues, splits)
 
 
-def _from_table(df, spec: DatasetSpec, source: str, test_sessions=(5,), features=None) -> RawCorpus:
-    """Utterance table (erc.data.utterances.read_iemocap / synthetic) -> corpus; test = ``test_sessions``."""
+def _from_table(df, spec: DatasetSpec, source: str, features=None) -> RawCorpus:
+    """Utterance table (erc.data.utterances.read_iemocap / synthetic) -> corpus; test = ``spec.test_sessions``."""
     emo = {n: i for i, n in enumerate(spec.label_names)}
-    dialogues, splits = {}, {"train": [], "test": []}
+    dialogues, sessions = {}, []
     for dlg, g in df.groupby("dialogue_id", sort=False):
         dlg = str(dlg)
         labels = np.array([emo.get(str(e), -1) for e in g["emotion"]], dtype=np.int64)
@@ -255,9 +256,12 @@ def _from_table(df, spec: DatasetSpec, source: str, test_sessions=(5,), features
             dlg, [str(s) for s in g["speaker"]], labels, sentiments_from_labels(labels, spec),
             [str(t) for t in g["text"]], [str(u) for u in g["utterance_id"]], features=feats,
             start=g["start"].to_numpy(np.float64), end=g["end"].to_numpy(np.float64))
-        session = int(g["session"].iloc[0])
-        splits["test" if session in test_sessions else "train"].append(dlg)
-    return RawCorpus(spec, source, dialogues, splits)
+        sessions.append(int(g["session"].iloc[0]))
+    ids = list(dialogues)
+    masks = split_rows(ids, "session", sessions=sessions, session_lists={"train": None, "test": spec.test_sessions},
+                       source=source)
+    splits = split_ids(ids, masks)
+    return RawCorpus(spec, source, dialogues, {"train": splits["train"], "test": splits["test"]})
 
 
 def read_iemocap_release(path: str | Path, spec: DatasetSpec) -> RawCorpus:

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from erc.core.config import ConfigError
+from erc.data.registry import VAD_NAMES
 
 logger = logging.getLogger(__name__)
 
-VAD_COLUMNS = ("valence", "arousal", "dominance")
+VAD_COLUMNS = VAD_NAMES   # the target columns of every utterance table
 COLUMNS = ("utterance_id", "dialogue_id", "session", "speaker", "start", "end", "text",
            "emotion", "valence", "arousal", "dominance")
 VAD_RANGE = (1.0, 5.0)

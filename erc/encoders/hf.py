@@ -10,11 +10,10 @@ import numpy as np
 import torch
 
 from erc.core.config import ConfigError
+from erc.encoders import POOLINGS
 
 logger = logging.getLogger(__name__)
 
-VAD_NAMES = ("valence", "arousal", "dominance")
-POOLINGS = ("cls", "mean")
 
 
 class EncoderLoadError(ConfigError):

@@ -30,12 +30,12 @@ import torch
 from torch import nn
 
 from erc.core.io import atomic_replace_dir, atomic_write_text
+from erc.data.registry import VAD_NAMES
 from erc.encoders.hf import (POOLINGS, EncoderLoadError, batches_by_length, encode_texts, encoder_inputs, load_encoder,
                              pool_hidden)
 
 logger = logging.getLogger(__name__)
 
-VAD_NAMES = ("valence", "arousal", "dominance")
 HEAD_FILE = "vad_head.safetensors"
 VAD_CONFIG_FILE = "vad_config.json"
 

@@ -12,7 +12,8 @@ logger = logging.getLogger(__name__)
 def run_predict(cfg) -> dict:
     from erc.core.logs import setup_logging
     from erc.vad.data import read_prediction_input
-    from erc.vad.model import VAD_NAMES, VADRegressor
+    from erc.data.registry import VAD_NAMES
+    from erc.vad.model import VADRegressor
 
     setup_logging(True)
     if not cfg.input:

@@ -27,7 +27,8 @@ import torch
 from erc.core.accel import end_stage, use_cpu_processes
 from erc.core.config import ConfigError, save_config
 from erc.core.io import atomic_replace_dir, write_csv, write_json
-from erc.core.metrics import VAD_NAMES, regression_metrics
+from erc.core.metrics import regression_metrics
+from erc.data.registry import VAD_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def evaluate(model, loader, accelerator) -> dict:
     idx = torch.cat(idxs).numpy()
     raw = accelerator.unwrap_model(model)
     std = raw.scaler_std.cpu().double().numpy()
-    metrics = regression_metrics(pred, true)
+    metrics = regression_metrics(pred, true, VAD_NAMES)
     metrics["loss"] = float((((pred - true) / std) ** 2).mean())  # the training loss, on this split
     metrics["n"] = int(len(pred))
     order = np.argsort(idx, kind="stable")
