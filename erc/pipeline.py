@@ -18,8 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from erc.compare.config import CompareConfig
+from erc.core.cli import add_stage_command
 from erc.core.config import config_from_dict, save_config
 from erc.core.io import atomic_write_text, read_json, write_json
+from erc.graph.config import GraphTrainConfig
+from erc.vad.config import EmbedConfig, FinetuneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +74,6 @@ def stage_dir(cfg: PipelineConfig, stage: str) -> Path:
 # ----- stage configs (the chaining is here, in one place) -------------------------------------
 
 def finetune_config(cfg: PipelineConfig):
-    from erc.vad.config import FinetuneConfig
-
     sec = cfg.finetune
     values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
               "output_dir": str(stage_dir(cfg, "finetune"))}
@@ -79,8 +81,6 @@ def finetune_config(cfg: PipelineConfig):
 
 
 def embed_config(cfg: PipelineConfig):
-    from erc.vad.config import EmbedConfig
-
     g = cfg.train_graph.get("data") or {}
     values = {"dataset": g.get("dataset", "synthetic"), "path": g.get("path"),
               "synthetic_dialogues": g.get("synthetic_dialogues", cfg.synthetic_dialogues),
@@ -91,8 +91,6 @@ def embed_config(cfg: PipelineConfig):
 
 
 def graph_config(cfg: PipelineConfig):
-    from erc.graph.config import GraphTrainConfig
-
     sec = cfg.train_graph
     values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {}),
                               "text_source": "embeddings", "text_embeddings": embed_config(cfg).output},
@@ -101,8 +99,6 @@ def graph_config(cfg: PipelineConfig):
 
 
 def compare_config(cfg: PipelineConfig):
-    from erc.compare.config import CompareConfig
-
     sec = cfg.compare
     values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
               "finetuned": [str(stage_dir(cfg, "finetune"))], "train_finetuned": False,
@@ -126,6 +122,9 @@ def is_complete(cfg: PipelineConfig, stage: str) -> bool:
 
 
 # ----- running --------------------------------------------------------------------------------
+# The stages' run functions (and Accelerate) are imported inside the two functions below, like in
+# the stages' cli.py modules: erc.cli imports this module to register `pipeline`, and `--help`
+# must not import torch. Everything else is imported at the top.
 
 def _run_stage(cfg: PipelineConfig, stage: str, state) -> None:
     if stage == "finetune":
@@ -250,8 +249,6 @@ def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> st
 
 def register(subparsers) -> None:
     """The ``pipeline`` subcommand (registered by :mod:`erc.cli`)."""
-    from erc.core.cli import add_stage_command
-
     add_stage_command(subparsers, "pipeline", PipelineConfig, run_pipeline,
                       help="finetune -> embed -> train-graph -> compare in one run directory "
                            "(complete stages are skipped; --force STAGE redoes one)")

@@ -18,6 +18,7 @@ import pandas as pd
 from erc.core.config import ConfigError
 from erc.data.registry import CLASS_SETS, VAD_NAMES, ClassSet
 from erc.data.splits import split_rows
+from erc.data.utterances import read_any_table, read_iemocap, read_synthetic, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ def split_table(df: pd.DataFrame, test_fraction: float, seed: int,
 
 def read_labelled_table(d) -> pd.DataFrame:
     """A CSV/JSONL/Parquet table (``d``: the ``data`` section) through the utterance reader, plus its emotion column."""
-    from erc.data.utterances import read_any_table, read_table
-
     if not Path(d.path).is_file():
         raise ConfigError(f"field 'data.path': {d.path} is not a file")
     raw = read_any_table(Path(d.path))
@@ -120,13 +119,9 @@ def load_compare_data(cfg) -> CompareData:
     """Read the utterances named by ``cfg.data`` and split them; rows without gold V/A/D are dropped."""
     d = cfg.data
     if d.format == "synthetic":
-        from erc.data.utterances import read_synthetic
-
         df = read_synthetic(d.synthetic_dialogues, cfg.seed)
         source = f"SYNTHETIC corpus (vad.synthetic, {d.synthetic_dialogues} dialogues, seed {cfg.seed})"
     elif d.format == "iemocap":
-        from erc.data.utterances import read_iemocap
-
         df = read_iemocap(d.path)
         source = f"IEMOCAP release at {d.path}"
     elif d.format == "table":

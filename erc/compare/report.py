@@ -10,12 +10,17 @@ import base64
 import datetime as _dt
 import html
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
+from erc.compare.data import resolve_class_set
 from erc.core.io import atomic_write_text, write_json
 from erc.core.plotting import pyplot, save_png
 from erc.data.registry import VAD_NAMES
@@ -53,8 +58,6 @@ def emotion_colours(names: Sequence[str]) -> dict:
 
 
 def fig_training_curves(settings, path: Path) -> Path | None:
-    import pandas as pd
-
     runs = [s for s in settings if s.train_log]
     if not runs:
         return None
@@ -140,9 +143,6 @@ def _scatter_by_emotion(ax, xy: np.ndarray, names: list[str], colours: dict, s: 
 
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     x = np.asarray(x, dtype=np.float64)
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
     if x.shape[1] > 50:
@@ -278,8 +278,6 @@ dt{font-weight:600}"""
 
 def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: Path,
                  command: str | None, started: float) -> dict:
-    from erc.compare.data import resolve_class_set
-
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     first_cs = resolve_class_set(cfg.class_sets[0], data.train["emotion"].tolist())
@@ -307,7 +305,6 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
     ]
     figures = [(t, c, p) for t, c, p in figures if p is not None]
 
-    import time
 
     elapsed_s = time.time() - started
     encoders = {s.name: s.source for s in settings if s.kind != "gold"}

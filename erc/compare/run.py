@@ -12,6 +12,7 @@ with what produced them; a re-run (or an interrupted one) reuses them unless
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shlex
@@ -21,12 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import yaml
 
-from erc.core.config import ConfigError, save_config
-from erc.core.io import read_json, write_csv, write_json
+from erc.compare.data import encode_labels, load_compare_data, resolve_class_set
+from erc.compare.forest import ForestGrid, forest_emotion_metrics, summarise_seeds
+from erc.compare.report import write_report
+from erc.compare.zeroshot import AnchorProjector, NLIZeroShot, load_anchors
+from erc.core.config import ConfigError, flag_paths, resolve_config, save_config
+from erc.core.io import atomic_write_bytes, read_json, write_csv, write_json
+from erc.core.logs import set_seed, setup_logging
 from erc.core.metrics import regression_metrics
 from erc.data.registry import VAD_NAMES
 from erc.data.splits import hold_out_last_session
+from erc.encoders.hf import encode_texts, load_encoder
+from erc.vad.config import FinetuneConfig
+from erc.vad.model import VADRegressor, is_vad_model_dir
+from erc.vad.train import run_finetune as finetune
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +81,6 @@ class PredictionCache:
             return {k: z[k] for k in z.files}
 
     def save(self, name: str, meta: dict, arrays: dict) -> None:
-        import io
-
-        from erc.core.io import atomic_write_bytes
-
         buf = io.BytesIO()
         np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
         atomic_write_bytes(self.root / f"{name}.npz", buf.getvalue())
@@ -87,8 +95,6 @@ def _tsne_subsample(n: int, max_points: int, seed: int) -> np.ndarray:
 
 def _finetuned_model_dir(path: str) -> tuple[Path, Path | None]:
     """Accept a run dir (with best_model/) or the model folder itself; return (model, run dir)."""
-    from erc.vad.model import is_vad_model_dir
-
     p = Path(path)
     if is_vad_model_dir(p):
         run_dir = p.parent if (p.parent / "train_log.csv").is_file() else None
@@ -101,10 +107,6 @@ def _finetuned_model_dir(path: str) -> tuple[Path, Path | None]:
 
 def train_finetuned_models(cfg, out_dir: Path) -> list[str]:
     """Fine-tune one model per seed through the VAD stage; return their run directories."""
-    from erc.core.config import resolve_config
-    from erc.vad.config import FinetuneConfig
-    from erc.vad.train import run_finetune as finetune
-
     runs = []
     for seed in cfg.finetune_seeds:
         run_dir = out_dir / "finetune" / f"seed_{seed}"
@@ -130,9 +132,6 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
     model selection: for session data its validation split is the last training
     session, and it trains on the other training sessions.
     """
-    from erc.core.config import flag_paths
-    from erc.vad.config import FinetuneConfig
-
     names = set(flag_paths(FinetuneConfig))
     o: dict = {"seed": seed, "output_dir": str(run_dir), "num_threads": cfg.num_threads}
     if cfg.finetune_epochs > 0:
@@ -164,10 +163,6 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
 
 
 def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
-    import torch
-
-    from erc.compare.zeroshot import AnchorProjector, NLIZeroShot, load_anchors
-
     torch.set_num_threads(max(1, cfg.num_threads))
     cache = PredictionCache(out_dir / "predictions", cfg.overwrite_predictions)
     train_texts = data.train["text"].astype(str).tolist()
@@ -181,8 +176,6 @@ def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
     anchors = load_anchors(cfg.anchors) if cfg.zero_shot else None
 
     if "anchor" in cfg.zero_shot:
-        from erc.encoders.hf import encode_texts, load_encoder
-
         meta = dict(data_key, method="anchor", model=cfg.model, pooling=cfg.pooling,
                     max_length=cfg.max_length, temperature=cfg.anchor_temperature, scale=scale,
                     anchors=anchors.phrases)
@@ -225,8 +218,6 @@ def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
         finetuned += train_finetuned_models(cfg, out_dir)
     names_seen: dict[str, int] = {}
     for path in finetuned:
-        from erc.vad.model import VADRegressor
-
         model_dir, run_dir = _finetuned_model_dir(path)
         label = run_dir.name if run_dir is not None else model_dir.name
         n = names_seen[label] = names_seen.get(label, 0) + 1
@@ -245,8 +236,6 @@ def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
             logger.info("%s predicted in %.1fs", name, time.time() - t0)
         info = {"model_dir": str(model_dir)}
         if run_dir is not None and (run_dir / "config.yaml").is_file():
-            import yaml
-
             info["config"] = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         log = run_dir / "train_log.csv" if run_dir is not None else None
         settings.append(Setting(name, "fine-tuned", True, str(model_dir), cached["pred_train"],
@@ -268,9 +257,6 @@ def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
 
 def evaluate_settings(cfg, data, settings: list[Setting]) -> dict:
     """V/A/D metrics per setting and split; forest metrics per class set, setting and seed."""
-    from erc.compare.data import encode_labels, resolve_class_set
-    from erc.compare.forest import ForestGrid, forest_emotion_metrics, summarise_seeds
-
     gold_train = data.train[list(VAD_NAMES)].to_numpy(np.float64)
     gold_test = data.test[list(VAD_NAMES)].to_numpy(np.float64)
     vad = {}
@@ -337,10 +323,6 @@ def write_prediction_tables(out_dir: Path, data, settings: list[Setting]) -> Non
 
 def run_compare(cfg, command: str | None = None) -> dict:
     """Run the whole comparison and write the report; return report.json's content."""
-    from erc.core.logs import set_seed, setup_logging
-
-    from erc.compare.data import load_compare_data
-    from erc.compare.report import write_report
 
     setup_logging(True)
     t_start = time.time()

@@ -5,6 +5,7 @@ import logging
 import random
 
 import numpy as np
+import torch
 
 
 def setup_logging(is_main_process: bool = True, level: int = logging.INFO) -> None:
@@ -20,8 +21,6 @@ def setup_logging(is_main_process: bool = True, level: int = logging.INFO) -> No
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch once per run (accelerate.utils.set_seed does the same)."""
-    import torch
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

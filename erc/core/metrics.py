@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 
 
@@ -65,8 +66,6 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray, names: Sequence[str])
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int],
                            label_names: Sequence[str]) -> dict:
     """Accuracy, weighted and macro F1, per-class F1 and the confusion matrix (rows = true)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-
     labels = list(range(len(label_names)))
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)

@@ -36,12 +36,19 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
+from erc.core.paths import data_path
+from erc.data import timing
 from erc.data.batch import Dialogue, DialogueBatch, collate_dialogues
 from erc.data.config import DialogueDataConfig
 from erc.data.readers import RawCorpus, RawDialogue, read_corpus, read_meld_tables
 from erc.data.registry import DatasetSpec, get_spec
 from erc.data.splits import split_ids, split_rows
+from erc.data.text import hash_featurize, join_embeddings, read_embeddings
+from erc.data.timing import timing_features
+from erc.data.utterances import read_iemocap
 from erc.data.validate import DataValidationError, check_disjoint_splits, fail
 
 logger = logging.getLogger(__name__)
@@ -124,8 +131,6 @@ def build_text(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, np.ndarr
     if src == "auto":
         src = "embeddings" if cfg.text_embeddings else ("file" if spec.text_layers else "hash")
     if src == "embeddings":
-        from erc.data.text import join_embeddings, read_embeddings
-
         return join_embeddings(read_embeddings(cfg.text_embeddings), list(corpus.dialogues.values()),
                                cfg.text_join)
     if src == "file":
@@ -136,7 +141,6 @@ def build_text(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, np.ndarr
             raise DataValidationError(f"{source}: text_mode {cfg.text_mode} but dataset {spec.name!r} has "
                                       f"{spec.text_layers} text layer(s)")
         return {k: _text_layers(d, cfg.text_mode, source) for k, d in corpus.dialogues.items()}
-    from erc.data.text import hash_featurize
 
     if not spec.has_sentences:
         raise DataValidationError(f"{source}: no transcripts to featurise")
@@ -144,10 +148,6 @@ def build_text(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, np.ndarr
 
 
 def _release_table(cfg: DialogueDataConfig):
-    from erc.data.utterances import read_iemocap
-
-    from erc.core.paths import data_path
-
     root = cfg.release_root or data_path("iemocap", "IEMOCAP_full_release")
     if root is None:
         raise FileNotFoundError("timing needs the IEMOCAP release transcriptions: set release_root "
@@ -157,8 +157,6 @@ def _release_table(cfg: DialogueDataConfig):
 
 def attach_timestamps(corpus: RawCorpus, cfg: DialogueDataConfig) -> None:
     """Fill ``start``/``end`` of every dialogue from the spec's ``timing_source`` (in place)."""
-    from erc.data import timing
-
     how = corpus.spec.timing_source
     dialogues = list(corpus.dialogues.values())
     if how == "table":
@@ -174,8 +172,6 @@ def attach_timestamps(corpus: RawCorpus, cfg: DialogueDataConfig) -> None:
         for k, (s, e, uids) in got.items():
             corpus.dialogues[k].start, corpus.dialogues[k].end = s, e
     elif how == "meld_csv":
-        from erc.core.paths import data_path
-
         folder = cfg.meld_csv_dir or data_path("meld")
         if folder is None:
             raise FileNotFoundError("timing for COSMIC MELD needs the MELD CSVs: set meld_csv_dir")
@@ -199,8 +195,6 @@ def build_features(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, dict
         if m == "text":
             per = build_text(corpus, cfg)
         elif m == "timing":
-            from erc.data.timing import timing_features
-
             attach_timestamps(corpus, cfg)
             per = {k: timing_features(d.start, d.end, d.texts) for k, d in corpus.dialogues.items()}
             if cfg.timing_transform == "log1p":  # all four are >= 0 and heavy-tailed
@@ -291,9 +285,6 @@ def make_loader(dialogues: Sequence[Dialogue], batch_size: int = 16, shuffle: bo
     iteration draws a new permutation from it (no re-seeding per epoch). Safe to pass
     to ``accelerator.prepare`` (see module docstring for exactly-once evaluation).
     """
-    import torch
-    from torch.utils.data import DataLoader
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     gen = None

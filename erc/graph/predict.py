@@ -11,19 +11,21 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from erc.core.config import ConfigError, config_from_dict, load_yaml
 from erc.core.io import write_csv
+from erc.core.logs import setup_logging
+from erc.data.config import DialogueDataConfig
+from erc.data.dialogues import apply_normalization, load_splits, make_loader
 from erc.graph.config import PredictGraphConfig
+from erc.graph.model import load_graph_model
 
 logger = logging.getLogger(__name__)
 
 
 def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: dict):
     """The dialogues to predict, as ``[(split, [Dialogue])]``, normalised like training."""
-    from erc.data.config import DialogueDataConfig
-    from erc.data.dialogues import apply_normalization, load_splits
-
     values = dict(train_cfg.get("data") or {})     # the training run's data section
     if cfg.dataset is not None:
         values["dataset"] = cfg.dataset
@@ -53,9 +55,6 @@ def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: di
 
 def predict_dialogues(model, dialogues, batch_size: int = 32) -> list[dict]:
     """Rows ``dialogue_id, position, utterance_id, emotion, sentiment, p_<label>...`` for ``dialogues``."""
-    import torch
-    from erc.data.dialogues import make_loader
-
     label_names = model.cfg.label_names or [str(k) for k in range(model.cfg.num_classes)]
     sent_names = model.cfg.sentiment_names or [str(k) for k in range(model.cfg.num_sentiments)]
     rows = []
@@ -80,9 +79,6 @@ def predict_dialogues(model, dialogues, batch_size: int = 32) -> list[dict]:
 
 
 def run_predict_graph(cfg: PredictGraphConfig) -> Path:
-    from erc.core.logs import setup_logging
-    from erc.graph.model import load_graph_model
-
     setup_logging(True)
     cfg.validate()
     model, meta = load_graph_model(cfg.model_dir)

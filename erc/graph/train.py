@@ -21,16 +21,30 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, gather_object, set_seed
+from tqdm.auto import tqdm
 
+from erc.core.accel import end_stage, use_cpu_processes
 from erc.core.config import save_config
 from erc.core.io import atomic_replace_dir, read_json, write_csv, write_json
+from erc.core.logs import setup_logging
+from erc.core.metrics import classification_metrics
+from erc.data.dialogues import load_splits, make_loader, merge_dialogue_records, split_by_dialogue
+from erc.graph.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
+from erc.graph.cmerc_losses import make_cmerc_loss_hook
 from erc.graph.config import GraphTrainConfig
+from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
+from erc.graph.losses import LossCombiner, masked_cross_entropy, task_losses
+from erc.graph.model import GraphModelConfig, GraphSmile, save_graph_model
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +89,12 @@ class EvalResult:
         return len(self.dialogue_ids)
 
     def metrics(self, label_names: Sequence[str]) -> dict:
-        from erc.core.metrics import classification_metrics
-
         keep = self.labels >= 0
         return classification_metrics(self.labels[keep], self.emotion_probs[keep].argmax(-1), label_names)
 
 
 def evaluate(model, loader, accelerator, expected_dialogues: int | None = None) -> EvalResult:
     """Run ``model`` on every batch of a (prepared) loader; gather; de-duplicate by dialogue_index."""
-    import torch
-    from erc.data.dialogues import merge_dialogue_records, split_by_dialogue
-
-    from erc.graph.losses import masked_cross_entropy
 
     model.eval()
     records: list[dict] = []
@@ -98,7 +106,6 @@ def evaluate(model, loader, accelerator, expected_dialogues: int | None = None) 
                 sen=torch.softmax(out.sentiment_logits.float(), -1), logits=out.emotion_logits.float(),
                 label=batch.labels, sentiment=batch.sentiments, position=batch.position)
     if accelerator is not None and accelerator.num_processes > 1:
-        from accelerate.utils import gather_object
         records = gather_object(records)
     records = merge_dialogue_records(records, expected_dialogues)
     if not records:
@@ -119,8 +126,6 @@ def evaluate(model, loader, accelerator, expected_dialogues: int | None = None) 
 # ----------------------------------------------------------------------------- training step
 def compute_losses(model, combiner, batch, epoch: int, loss_hooks: Sequence[LossHook] = ()):
     """Forward one batch; returns ``(total_loss, parts: dict[str, float], output)``."""
-    from erc.graph.losses import task_losses
-
     out = model(batch)
     parts_t = task_losses(out, batch)
     total = combiner(parts_t, epoch)
@@ -157,8 +162,6 @@ def train_one_epoch(model, combiner, loader, optimizer, accelerator, epoch: int,
 
 # ----------------------------------------------------------------------------- one seed
 def build_model(cfg: GraphTrainConfig, splits):
-    from erc.graph.model import GraphModelConfig, GraphSmile
-
     mcfg = GraphModelConfig(
         input_dims={m: int(splits.dims[m]) for m in cfg.data.modalities}, num_classes=splits.num_classes,
         num_sentiments=getattr(splits, "num_sentiments", 3), hidden_dim=cfg.hidden_dim, layers=list(cfg.layers),
@@ -187,15 +190,6 @@ def _save_predictions(path: Path, res: EvalResult, label_names: Sequence[str]) -
 def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelerator,
                loss_hooks: Sequence[LossHook] = (), on_epoch_end: Callable[[dict], None] | None = None) -> dict:
     """Train one seed in ``run_dir``; returns the seed's result (best epoch, test metrics there)."""
-    import torch
-    from accelerate.utils import set_seed
-    from erc.data.dialogues import make_loader
-    from tqdm.auto import tqdm
-
-    from erc.graph.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
-    from erc.graph.cmerc_losses import make_cmerc_loss_hook
-    from erc.graph.losses import LossCombiner
-    from erc.graph.model import save_graph_model
 
     set_seed(seed)                       # once per run
     run_dir = Path(run_dir)
@@ -206,8 +200,6 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, accelera
     train_loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=seed)
     curriculum = None
     if cfg.cmerc.curriculum:                   # CMERC: easy -> hard pool growing to the full set (graph.curriculum)
-        from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
-
         curriculum = curriculum_for_training(splits.train, cfg.epochs, cfg.cmerc, seed, splits.num_classes)
         train_loader = make_curriculum_loader(splits.train, curriculum, cfg.batch_size)
     cmerc_hook = make_cmerc_loss_hook(cfg.cmerc)   # CMERC rank/mscl/cscl losses; None when all coefs are 0
@@ -334,22 +326,14 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
     ``on_epoch_end(info)`` gets ``epoch, valid (EvalResult), test (EvalResult at a new best
     validation epoch, else None), model, improved, accelerator, run_dir`` after each epoch.
     """
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration
-    from erc.data.dialogues import load_splits
-
-    from erc.core.logs import setup_logging
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    from erc.core.accel import end_stage, use_cpu_processes
 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=use_cpu_processes(),
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     setup_logging(accelerator.is_main_process)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    import os
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world != accelerator.num_processes:
         raise RuntimeError(f"WORLD_SIZE={world} but Accelerate runs {accelerator.num_processes} process(es): "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from datasets import Dataset, DatasetDict
 
 from erc.core.config import ConfigError
 from erc.data.splits import session_lists_leave_one_out, split_rows
@@ -89,8 +90,6 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
     The ``DatasetDict`` keys are ``train``, ``validation`` (the valid split, under the
     name ``datasets`` uses) and ``test``.
     """
-    from datasets import Dataset, DatasetDict
-
     df, fmt = load_frame(cfg, require_labels=True)
     default_mode = SOURCES[fmt]["split"]
     masks, mode = assign_splits(df, cfg, seed=seed, default_mode=default_mode)

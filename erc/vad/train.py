@@ -23,12 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
 from erc.core.accel import end_stage, use_cpu_processes
 from erc.core.config import ConfigError, save_config
 from erc.core.io import atomic_replace_dir, write_csv, write_json
+from erc.core.logs import setup_logging
 from erc.core.metrics import regression_metrics
 from erc.data.registry import VAD_NAMES
+from erc.vad.data import build_splits
+from erc.vad.model import VADRegressor
+from erc.vad.plots import write_plots
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +133,6 @@ def tokenize_splits(dsets, tokenizer, max_length: int):
 
 def make_collator(tokenizer, pad_to: int | None = None):
     """Dynamic padding (``pad_to=None``) or fixed padding to ``pad_to`` tokens."""
-    from transformers import DataCollatorWithPadding
-
     if pad_to:
         return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
     return DataCollatorWithPadding(tokenizer, padding="longest")
@@ -219,14 +225,6 @@ def _no_decay(name: str) -> bool:
 
 def run_finetune(cfg) -> dict:
     """Train, select the best epoch on validation, test it; returns paths and metrics."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
-    from erc.core.logs import setup_logging
-    from erc.vad.data import build_splits
-    from erc.vad.model import VADRegressor
 
     out_dir = Path(cfg.output_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -414,7 +412,6 @@ def run_finetune(cfg) -> dict:
                 for i, t, p in zip(test["idx"], test["true"], test["pred"])]
         write_csv(out_dir / "test_predictions.csv", rows)
         if cfg.plots:
-            from erc.vad.plots import write_plots
             result["plots"] = write_plots(out_dir, state.log_rows, test["pred"], test["true"])
         logger.info("test (val_%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", cfg.selection_metric,
                     state.best_epoch, test["metrics"]["ccc"], test["metrics"]["pearson"],
