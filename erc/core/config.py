@@ -327,6 +327,7 @@ def nest_flat(cls: type, flat: dict, source: str = "config") -> dict:
     """
     paths = flag_paths(cls)
     sections = {p[0] for p in section_paths(cls) if p}
+    root = {f.name for f in dataclasses.fields(cls)}
     out: dict = {}
     unknown = []
     for k, v in flat.items():
@@ -335,6 +336,8 @@ def nest_flat(cls: type, flat: dict, source: str = "config") -> dict:
         elif k in sections and isinstance(v, dict):
             for kk, vv in v.items():
                 _set_path(out, (k, kk), vv)
+        elif k in root and k not in sections:      # a root field without a flag (e.g. a dict section)
+            out[k] = v
         else:
             unknown.append(k)
     if unknown:
