@@ -149,11 +149,15 @@ class GraphSmile(nn.Module):
             reps[m] = self.modal_fusion(self.graphs[m](h[m], g.edge_index, g.relation, layout))
         fused = torch.stack(list(reps.values())).mean(0)
         pairs_idx = shift_pairs(ptr, batch.position, cfg.shift_win)
-        shift_in = torch.cat([fused[pairs_idx[0]], fused[pairs_idx[1]]], dim=-1)
+        # shift_head(cat(f_i, f_j)) = W_1 f_i + W_2 f_j + c: project every node once (N x 2), then gather
+        # the pairs, instead of building the (P, 2 x hidden) concatenation (P ~ 18 N at shift_win 19)
+        w = self.shift_head.weight
+        left, right = F.linear(fused, w[:, :cfg.hidden_dim]), F.linear(fused, w[:, cfg.hidden_dim:])
+        shift_logits = left[pairs_idx[0]] + right[pairs_idx[1]] + self.shift_head.bias
         return GraphOutput(
             emotion_logits=self.emotion_head(fused),
             sentiment_logits=self.sentiment_head(fused),
-            shift_logits=self.shift_head(shift_in),
+            shift_logits=shift_logits,
             shift_pairs=pairs_idx,
             fused=fused,
             modality_reps=reps,

@@ -65,11 +65,12 @@ def _forward_backward(model: GraphSmile, batch, propagation: str):
 
 @pytest.mark.parametrize("window", [(1, 1), (3, 3), (-1, -1)])
 @pytest.mark.parametrize("dims", [{"text": 6}, {"text": 6, "audio": 4}], ids=["temporal", "pair"])
-def test_csr_matches_gcnconv_outputs_and_gradients(window, dims):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_csr_matches_gcnconv_outputs_and_gradients(window, dims, dtype):
     torch.manual_seed(0)
     cfg = GraphModelConfig(input_dims=dims, num_classes=4, hidden_dim=16, layers=[3], win_p=window[0],
                            win_f=window[1], max_distance=4, dropout=0.0, shift_win=3)
-    model = GraphSmile(cfg).train()            # train mode: BatchNorm uses batch statistics, no dropout
+    model = GraphSmile(cfg).to(dtype).train()   # train mode: BatchNorm uses batch statistics, no dropout
     _randomise(model, seed=sum(window) + 10 * len(dims))
     batch = collate_dialogues(_dialogues(dims))
     ref_out, ref_grads = _forward_backward(model, batch, "edgewise")
@@ -78,7 +79,10 @@ def test_csr_matches_gcnconv_outputs_and_gradients(window, dims):
         assert torch.allclose(getattr(out, name), getattr(ref_out, name), rtol=1e-5, atol=1e-5), name
     assert sorted(grads) == sorted(ref_grads) == sorted(k for k, _ in model.named_parameters())
     for name, g in ref_grads.items():
-        assert torch.allclose(grads[name], g, rtol=1e-5, atol=1e-5), name
+        if dtype == torch.float64:
+            assert torch.allclose(grads[name], g, rtol=1e-5, atol=1e-5), name
+        else:   # float32: a relation weight's gradient sums many edge terms of both signs; scale by the largest
+            assert float((grads[name] - g).abs().max()) <= 1e-5 * max(1.0, float(g.abs().max())), name
     # the relation weights really are learned per relation: their gradients differ between relations
     rel = [k for k in grads if k.endswith("relation_weight")]
     assert rel and all(grads[k].unique().numel() > 1 for k in rel)
