@@ -1,26 +1,39 @@
-"""Seconds per training epoch and peak memory of the graph model, IEMOCAP-6 configuration.
+"""Seconds per training epoch, distance to the dense floor and peak memory of the graph model (IEMOCAP-6).
 
-A SYNTHETIC IEMOCAP-6 GraphSmile pickle at real size (151 dialogues, 7,433
-utterances, text 4 x 1024 (mean of the layers), audio 1582, visual 342) is
-written to a temporary file and loaded with ``erc.data.dialogues.load_splits``; the
-model of ``configs/graph_iemocap6.yaml`` (hidden 512, 7/7/7 layers, batch 16
-dialogues, AdamW) is trained for ``--epochs`` epochs with the real training
-step (:func:`erc.graph.train.train_one_epoch` under Accelerate) for each window
-(default: 3, 17 = the published setting, -1 = whole dialogue). Each window
-runs in a fresh child process so its peak memory is its own.
+The pickle is in GraphSmile's IEMOCAP-6 layout at real size: with the real data folder
+present, the real COSMIC IEMOCAP dialogue ids, lengths, speakers, labels and split (151
+dialogues, 7,433 utterances, test = the 31 session-5 dialogues); without it, synthetic
+lengths of the same totals. Features are random of the real dims (text 4 x 1024, audio
+1582, visual 342). The model of ``configs/graph_iemocap6.yaml`` (hidden 512, layers 7/7/7,
+batch 16, AdamW) is trained with the real step (:func:`erc.graph.train.train_one_epoch`
+under Accelerate) for each window (default 3, 17 = published, -1 = whole dialogue), each
+window in a fresh child process so its peak memory is its own. Per window:
 
-    python bench/bench_graph_epoch.py [--num-threads 2] [--epochs 2] [--windows 3 17 -1]
+* ``train_epoch_s``: median of the epochs after the first (``epoch_s`` lists them all);
+* ``eval_test_s``: median test pass (31 dialogues, :func:`erc.graph.train.evaluate`) under
+  ``torch.inference_mode``;
+* ``floor_s``: the same model with message passing replaced by the identity
+  (``propagation="identity"``: projections, every layer's X.W and branch Linear, fusion,
+  heads, losses, forward + backward + AdamW) on the same batches (same ``set_epoch``
+  permutations), median of the epochs after the first; ``floor_ratio = train_epoch_s / floor_s``;
+* ``peak_rss_mib``: the child's ``ru_maxrss``; ``rss_after_load_mib``: after reading the data;
+* ``edges_per_batch``: edges of one pair graph per training batch (mean; 3 pair graphs per batch).
 
-Figures printed: edges per batch graph, seconds per epoch (first epoch and the
-mean of the others), peak resident memory of the child (``ru_maxrss``) and, on
-a GPU, ``torch.cuda.max_memory_allocated``. Nothing is asserted about speed.
+    python bench/bench_graph_epoch.py [--json] [--propagation csr|edgewise] [--num-threads 2] [--epochs 3]
+                                      [--windows 3 17 -1] [--profile] [--device cuda --bf16]
+
+``--json`` prints one JSON object per window on stdout (the table goes to stderr).
+``--profile`` adds the top operators of ``torch.profiler`` over a few training batches.
+Nothing is asserted about speed.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,66 +44,182 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def _rss_mib() -> float:
+    """Current resident set size (Linux /proc; NaN elsewhere)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _median_after_first(times: list[float]) -> float:
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.num_threads)
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
 
     from erc.core.config import config_from_dict, load_yaml
     from erc.data.dialogues import load_splits, make_loader
     from erc.graph.config import GraphTrainConfig
     from erc.graph.edges import cross_modal_graph
     from erc.graph.losses import LossCombiner
-    from erc.graph.train import build_model, train_one_epoch
+    from erc.graph.train import build_model, evaluate, train_one_epoch
 
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
     values["data"].update(path=args.pickle)
-    values.update(win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False)
+    values.update(win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False,
+                  propagation=args.propagation)
     if args.hidden_dim:
         values["hidden_dim"] = args.hidden_dim
     cfg = config_from_dict(GraphTrainConfig, values, "bench")
+    rss_start = _rss_mib()
     t = time.perf_counter()
     splits = load_splits(cfg.data)
     load_s = time.perf_counter() - t
-    accelerator = Accelerator(cpu=args.device == "cpu")
+    rss_after_load, peak_after_load = _rss_mib(), _peak_rss_mib()
+    accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision="bf16" if args.bf16 else "no",
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    cuda = accelerator.device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def run_epochs(model, n_epochs: int):
+        combiner = LossCombiner(cfg.loss, (cfg.lambda_emo, cfg.lambda_sen, cfg.lambda_shift), cfg.epochs)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+        loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=0)
+        model, opt, loader = accelerator.prepare(model, opt, loader)
+        times = []
+        for epoch in range(n_epochs):
+            loader.set_epoch(epoch)          # same permutation per epoch index: the floor sees the same batches
+            sync()
+            t0 = time.perf_counter()
+            train_one_epoch(model, combiner, loader, opt, accelerator, epoch, cfg)
+            sync()
+            times.append(time.perf_counter() - t0)
+        return times, model
+
     set_seed(0)
     model = build_model(cfg, splits)
-    combiner = LossCombiner(cfg.loss, (cfg.lambda_emo, cfg.lambda_sen, cfg.lambda_shift), cfg.epochs)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
-    loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=0)
-    model, opt, loader = accelerator.prepare(model, opt, loader)
+    epoch_s, model = run_epochs(model, cfg.epochs)
+    peak_after_train = _peak_rss_mib()
+
+    test_loader = accelerator.prepare(make_loader(splits.test, cfg.eval_batch_size))
+    eval_s = []
+    for _ in range(args.eval_reps + 1):      # the first pass warms up, not counted
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            evaluate(model, test_loader, accelerator, len(splits.test))
+        sync()
+        eval_s.append(time.perf_counter() - t0)
+
+    profile = None
+    if args.profile:
+        profile = _profile(model, splits, cfg, accelerator)
+
+    set_seed(0)
+    floor_model = build_model(cfg, splits)
+    floor_model.set_propagation("identity")
+    floor_epoch_s, _ = run_epochs(floor_model, args.floor_epochs or cfg.epochs)
+
     edges = [cross_modal_graph(b.ptr, cfg.win_p, cfg.win_f, cfg.max_distance).edge_index.shape[1]
              for b in make_loader(splits.train, cfg.batch_size)]
-    times = []
-    for epoch in range(cfg.epochs):
-        loader.set_epoch(epoch)
-        if accelerator.device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        train_one_epoch(model, combiner, loader, opt, accelerator, epoch, cfg)
-        if accelerator.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    out = {"window": args.window, "device": str(accelerator.device), "threads": torch.get_num_threads(),
-           "train_dialogues": len(splits.train), "train_utterances": sum(len(d) for d in splits.train),
-           "all_utterances": sum(v["utterances"] for v in splits.summary().values()),
-           "edges_per_batch_mean": sum(edges) / len(edges), "edges_per_epoch": sum(edges),
-           "load_s": load_s, "epoch_s": times,
-           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if accelerator.device.type == "cuda":
+    train_epoch_s, floor_s = _median_after_first(epoch_s), _median_after_first(floor_epoch_s)
+    out = {"window": args.window, "propagation": cfg.propagation, "device": str(accelerator.device),
+           "bf16": bool(args.bf16), "threads": torch.get_num_threads(), "hidden_dim": cfg.hidden_dim,
+           "train_dialogues": len(splits.train), "test_dialogues": len(splits.test),
+           "train_utterances": sum(len(d) for d in splits.train),
+           "edges_per_batch": sum(edges) / len(edges), "pair_graphs_per_batch": math.comb(len(cfg.modalities), 2), "edges_per_epoch": sum(edges),
+           "train_epoch_s": train_epoch_s, "eval_test_s": statistics.median(eval_s[1:]),
+           "floor_s": floor_s, "floor_ratio": train_epoch_s / floor_s,
+           "peak_rss_mib": _peak_rss_mib(), "peak_rss_after_train_mib": peak_after_train,
+           "rss_start_mib": rss_start, "rss_after_load_mib": rss_after_load,
+           "peak_rss_after_load_mib": peak_after_load, "load_s": load_s,
+           "epoch_s": epoch_s, "floor_epoch_s": floor_epoch_s, "eval_s": eval_s[1:]}
+    if cuda:
         out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    if profile is not None:
+        out["profile"] = profile
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def _profile(model, splits, cfg, accelerator, n_batches: int = 4) -> list[dict]:
+    """Top operators (self CPU time) of ``n_batches`` training steps under torch.profiler."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from erc.data.dialogues import make_loader
+    from erc.graph.losses import LossCombiner
+    from erc.graph.train import compute_losses
+
+    combiner = LossCombiner(cfg.loss, (cfg.lambda_emo, cfg.lambda_sen, cfg.lambda_shift), cfg.epochs)
+    model.train()
+    batches = [b.to(accelerator.device) for _, b in zip(range(n_batches), make_loader(splits.train, cfg.batch_size))]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if accelerator.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for batch in batches:
+            loss, _, _ = compute_losses(model, combiner, batch, 0)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+    return [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3 / n_batches,
+             "share": e.self_cpu_time_total / total, "calls": e.count // n_batches} for e in rows]
+
+
+def write_bench_pickle(path: Path) -> tuple[Path, str]:
+    """IEMOCAP-6 layout pickle with random features; real COSMIC structure when the data folder has it."""
+    from erc.core.paths import data_path
+    from erc.data.registry import get_spec
+    from erc.data.synthetic_pickles import write_layout_pickle
+
+    cosmic = data_path("cosmic", "iemocap.pkl")
+    if cosmic is None:
+        path = write_layout_pickle(path, "iemocap6", n_dialogues=151, total_utterances=7433, min_len=20,
+                                   max_len=80, seed=0, test_fraction=31 / 151)
+        return path, "synthetic dialogue lengths (real data folder absent)"
+    import pandas as pd
+
+    from erc.data.readers import read_corpus
+
+    corpus = read_corpus(get_spec("cosmic_iemocap"), cosmic)
+    names = get_spec("iemocap6").label_names
+    rows = [{"dialogue_id": vid, "session": int(vid[3:5]), "speaker": spk, "utterance_id": f"{vid}_{spk}{i:03d}",
+             "emotion": names[int(lab)] if lab >= 0 else "xxx", "text": ""}
+            for vid, d in corpus.dialogues.items()
+            for i, (spk, lab) in enumerate(zip(d.speakers, d.labels))]
+
+    class _Structure:   # what build_layout reads from a corpus: one row per utterance
+        utterances = pd.DataFrame(rows)
+
+    path = write_layout_pickle(path, "iemocap6", corpus=_Structure(), seed=0)
+    return path, f"real COSMIC IEMOCAP ids, lengths, speakers, labels and split from {cosmic}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-threads", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3, help="training epochs per window (median of all but the first)")
+    ap.add_argument("--floor-epochs", type=int, default=0, help="epochs of the floor model (0 = --epochs)")
+    ap.add_argument("--eval-reps", type=int, default=5, help="timed test passes (after one warm-up)")
     ap.add_argument("--windows", type=int, nargs="*", default=[3, 17, -1])
+    ap.add_argument("--propagation", default="csr", choices=("csr", "edgewise"))
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--bf16", action="store_true", help="Accelerate bf16 mixed precision (autocast)")
     ap.add_argument("--hidden-dim", type=int, default=None, help="override the config (smoke tests)")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler top operators per window")
+    ap.add_argument("--json", action="store_true", help="one JSON object per window on stdout")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--pickle", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--window", type=int, default=17, help=argparse.SUPPRESS)
@@ -98,36 +227,50 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from erc.data.synthetic_pickles import write_layout_pickle
-
+    log = sys.stderr if args.json else sys.stdout
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_layout_pickle(Path(tmp) / "iemocap6_synthetic.pkl", "iemocap6", n_dialogues=151,
-                                   total_utterances=7433, min_len=20, max_len=80, seed=0,
-                                   test_fraction=31 / 151)
-        print(f"synthetic IEMOCAP-6 pickle: 151 dialogues, 7433 utterances, "
-              f"{path.stat().st_size / 2**20:.0f} MiB; config configs/graph_iemocap6.yaml "
-              f"(hidden {args.hidden_dim or 512}, layers 7/7/7, batch 16); {args.num_threads} CPU thread(s), device {args.device}")
-        print(f"{'window':>8} {'edges/batch':>12} {'epoch 1 (s)':>12} {'later (s)':>10} {'peak RSS MiB':>13}"
-              + ("  cuda peak MiB" if args.device == "cuda" else ""))
+        path, source = write_bench_pickle(Path(tmp) / "iemocap6_bench.pkl")
+        print(f"IEMOCAP-6 layout pickle, {path.stat().st_size / 2**20:.0f} MiB, random features; {source}\n"
+              f"config configs/graph_iemocap6.yaml (hidden {args.hidden_dim or 512}, layers 7/7/7, batch 16); "
+              f"propagation {args.propagation}; {args.num_threads} CPU thread(s); device {args.device}"
+              f"{' bf16' if args.bf16 else ''}; {args.epochs} epochs", file=log)
+        head = (f"{'window':>7} {'edges/batch':>11} {'epoch (s)':>9} {'floor (s)':>9} {'ratio':>6} "
+                f"{'test (s)':>8} {'peak RSS MiB':>12} {'RSS after load':>14}")
+        print(head + ("  cuda peak MiB" if args.device == "cuda" else ""), file=log)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "MKL_NUM_THREADS": str(args.num_threads)}
+        results = []
         for w in args.windows:
             cmd = [sys.executable, __file__, "--child", "--pickle", str(path), "--window", str(w),
-                   "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device]
-            if args.hidden_dim:
-                cmd += ["--hidden-dim", str(args.hidden_dim)]
+                   "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device,
+                   "--propagation", args.propagation, "--eval-reps", str(args.eval_reps),
+                   "--floor-epochs", str(args.floor_epochs)]
+            cmd += ["--hidden-dim", str(args.hidden_dim)] if args.hidden_dim else []
+            cmd += ["--bf16"] if args.bf16 else []
+            cmd += ["--profile"] if args.profile else []
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
-                print(f"window {w}: child failed\n{proc.stderr[-2000:]}")
+                print(f"window {w}: child failed\n{proc.stderr[-3000:]}", file=log)
                 continue
             r = json.loads(lines[-1][len("RESULT "):])
-            later = r["epoch_s"][1:]
-            later_s = f"{sum(later) / len(later):10.1f}" if later else f"{'-':>10}"
+            results.append(r)
             name = "whole" if w < 0 else str(w)
-            print(f"{name:>8} {r['edges_per_batch_mean']:12.0f} {r['epoch_s'][0]:12.1f} {later_s} "
-                  f"{r['peak_rss_mib']:13.0f}" + (f"  {r['cuda_peak_mib']:14.0f}" if "cuda_peak_mib" in r else ""))
-            print(f"         raw: {json.dumps(r)}")
-        print(f"load average at the end: {os.getloadavg()}")
+            print(f"{name:>7} {r['edges_per_batch']:11.0f} {r['train_epoch_s']:9.2f} {r['floor_s']:9.2f} "
+                  f"{r['floor_ratio']:6.2f} {r['eval_test_s']:8.3f} {r['peak_rss_mib']:12.0f} "
+                  f"{r['rss_after_load_mib']:14.0f}"
+                  + (f"  {r['cuda_peak_mib']:13.0f}" if "cuda_peak_mib" in r else ""), file=log)
+            for p in r.get("profile", []):
+                print(f"          {p['op'][:48]:<48} {p['self_cpu_ms']:9.1f} ms/batch {100 * p['share']:5.1f}%"
+                      f"  x{p['calls']}", file=log)
+            if args.json:
+                print(json.dumps(r), flush=True)
+        for a, b in zip(results, results[1:]):   # epoch time against edges, window to window
+            growth = math.log(b["train_epoch_s"] / a["train_epoch_s"]) / math.log(
+                b["edges_per_batch"] / a["edges_per_batch"])
+            print(f"window {a['window']} -> {b['window']}: edges x{b['edges_per_batch'] / a['edges_per_batch']:.2f}, "
+                  f"epoch time x{b['train_epoch_s'] / a['train_epoch_s']:.2f} (exponent {growth:.2f}; "
+                  f"<= 1 = no faster than linear)", file=log)
+        print(f"load average at the end: {os.getloadavg()}", file=log)
 
 
 if __name__ == "__main__":

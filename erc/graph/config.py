@@ -47,6 +47,9 @@ class GraphTrainConfig:
     shift_win: int = field(default=19, metadata={"help": "block size for sentiment-shift pairs"})
     batchnorm_modalities: list[str] = field(default_factory=lambda: ["text"], metadata={
         "help": "modalities batch-normalised before projection (reference: text)", "choices": MODALITIES})
+    propagation: str = field(default="csr", metadata={
+        "help": "graph propagation: csr (sparse operator, fast) or edgewise (GCNConv reference)",
+        "choices": ("csr", "edgewise")})
     # loss
     loss: str = field(default="emo_sen_sft", metadata={"help": "task-loss combination", "choices": LOSS_MODES})
     lambda_emo: float = field(default=1.0, metadata={"help": "emotion loss weight"})

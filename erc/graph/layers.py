@@ -1,11 +1,34 @@
-"""Graph layers: relation-weighted, symmetrically normalised stacked graph convolutions."""
+"""Graph layers: relation-weighted, symmetrically normalised stacked graph convolutions.
+
+Propagation ``H <- A_hat (H W) + b`` has two implementations with the same parameters
+(``RelationalGraphStack.propagation``):
+
+* ``"csr"`` (default): the normalised operator ``A_hat`` is built once per stack call
+  as a CSR sparse matrix over a :class:`CSRLayout` (index tensors built once per batch
+  and shared by every stack on the same graph) and applied by one sparse-dense matmul
+  per layer (:func:`csr_matmul`, O(E x C); its backward is one transposed spmm for the
+  features and one sampled dense-dense product for the edge values, so gradients reach
+  the relation weights without an E x C tensor).
+* ``"edgewise"``: torch_geometric ``GCNConv`` with per-edge weights (message ``x_j * w``
+  then scatter: an E x C tensor per layer, kept for backward). The reference the
+  equivalence test compares against.
+
+``"identity"`` skips message passing (``H <- H W + b``): the dense floor the speed bench
+measures, not a model anyone trains.
+"""
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+PROPAGATIONS = ("csr", "edgewise")                # user-facing choices; the first is the default
+_ALL_PROPAGATIONS = PROPAGATIONS + ("identity",)  # + the bench's no-propagation floor
 
 
 def normalized_edge_weight(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int,
@@ -16,6 +39,99 @@ def normalized_edge_weight(edge_index: torch.Tensor, edge_weight: torch.Tensor, 
     """
     _, w = gcn_norm(edge_index, edge_weight, num_nodes=num_nodes, add_self_loops=False)
     return w
+
+
+@dataclass(frozen=True)
+class CSRLayout:
+    """Index-only CSR view of a graph's edges: built once per batch, shared by every stack on that graph.
+
+    Row ``t`` of the operator holds the edges arriving at node ``t`` (``A[t, s]``);
+    ``order`` sorts the graph's edges into that row-major order, ``t_order`` sorts
+    the CSR entries into the row-major order of the transpose (rows = sources).
+
+    Shapes:
+        - order, row, col, t_order, t_col: ``(E,)``; crow, t_crow: ``(num_nodes + 1,)``
+    """
+
+    num_nodes: int
+    order: torch.Tensor      # graph edge position of each CSR entry
+    crow: torch.Tensor       # CSR row pointers (rows = targets)
+    row: torch.Tensor        # target of each CSR entry
+    col: torch.Tensor        # source of each CSR entry
+    t_order: torch.Tensor    # CSR entry of each entry of the transpose's CSR
+    t_crow: torch.Tensor     # row pointers of the transpose (rows = sources)
+    t_col: torch.Tensor      # target of each entry of the transpose
+
+    @classmethod
+    def from_edges(cls, edge_index: torch.Tensor, num_nodes: int) -> "CSRLayout":
+        src, dst = edge_index[0].long(), edge_index[1].long()
+        if src.numel() and bool(((edge_index < 0) | (edge_index >= num_nodes)).any()):
+            raise ValueError(f"edge_index refers to nodes outside [0, {num_nodes}) "
+                             f"(min {int(edge_index.min())}, max {int(edge_index.max())})")
+        order = torch.argsort(dst * num_nodes + src, stable=True)
+        row, col = dst[order], src[order]
+        t_order = torch.argsort(col * num_nodes + row, stable=True)
+        return cls(num_nodes, order, _row_pointers(row, num_nodes), row, col,
+                   t_order, _row_pointers(col[t_order], num_nodes), row[t_order])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.col.numel())
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        """The ``(num_nodes, num_nodes)`` CSR matrix with ``values`` (in CSR order)."""
+        return _csr(self.crow, self.col, values, self.num_nodes)
+
+    def transpose(self, values: torch.Tensor) -> torch.Tensor:
+        """The transpose of :meth:`matrix` as a CSR matrix."""
+        return _csr(self.t_crow, self.t_col, values[self.t_order], self.num_nodes)
+
+
+def _row_pointers(rows: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    crow = torch.zeros(num_nodes + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0)
+    return crow
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    with warnings.catch_warnings():   # "Sparse CSR tensor support is in beta state", once per process
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, (n, n), check_invariants=False)
+
+
+class _CSRMatmul(torch.autograd.Function):
+    """``y = A x`` with ``A`` given by a layout and its values; gradients to the values and to ``x``."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, x: torch.Tensor, layout: CSRLayout) -> torch.Tensor:
+        dtype = torch.promote_types(values.dtype, x.dtype)   # bf16/fp16 features: compute in fp32
+        v, xc = values.to(dtype), x.to(dtype)
+        ctx.layout, ctx.x_dtype = layout, x.dtype
+        ctx.save_for_backward(v, xc)
+        with torch.autocast(x.device.type, enabled=False):   # autocast would cast the spmm back to bf16
+            return layout.matrix(v) @ xc
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        v, x = ctx.saved_tensors
+        layout: CSRLayout = ctx.layout
+        g = grad_out.to(v.dtype).contiguous()
+        grad_values = grad_x = None
+        with torch.autocast(g.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:   # dL/dA[t, s] = <g[t], x[s]> on the edges only (SDDMM, no E x C tensor)
+                grad_values = torch.sparse.sampled_addmm(layout.matrix(v), g, x.T, beta=0.0).values()
+            if ctx.needs_input_grad[1]:   # dL/dx = A^T g
+                grad_x = (layout.transpose(v) @ g).to(ctx.x_dtype)
+        return grad_values, grad_x, None
+
+
+def csr_matmul(values: torch.Tensor, x: torch.Tensor, layout: CSRLayout) -> torch.Tensor:
+    """``A @ x`` for the sparse ``A`` with ``values`` (CSR order of ``layout``); differentiable in both.
+
+    Shapes:
+        - values: ``(E,)``; x: ``(num_nodes, C)``; output: ``(num_nodes, C)``
+    """
+    return _CSRMatmul.apply(values, x, layout)
 
 
 class RelationalGraphStack(nn.Module):
@@ -29,23 +145,30 @@ class RelationalGraphStack(nn.Module):
 
     One learnable scalar per relation ``r`` (direction x clipped distance), kept
     positive by softplus so degrees stay positive; initialised to weight 1.
+    ``\hat A`` is built once per call and reused by all ``L`` layers; how it is
+    applied is ``propagation`` (module docstring). ``W^{(l)}, b^{(l)}`` live in
+    ``convs[l]`` (a ``GCNConv``) in every mode, so weights load in any mode.
 
     Args:
         channels: node feature size (in = out).
         num_layers: number of stacked convolutions ``L``.
         num_relations: number of edge relations.
         dropout: dropout of each branch.
+        propagation: ``"csr"`` (default) or ``"edgewise"`` (the ``GCNConv`` reference).
 
     Shapes:
         - x: ``(num_nodes, channels)``; edge_index: ``(2, E)``; relation: ``(E,)``
+        - layout: optional :class:`CSRLayout` of ``edge_index`` (built here when absent)
         - output: ``(num_nodes, channels)``
     """
 
-    def __init__(self, channels: int, num_layers: int, num_relations: int, dropout: float = 0.0):
+    def __init__(self, channels: int, num_layers: int, num_relations: int, dropout: float = 0.0,
+                 propagation: str = PROPAGATIONS[0]):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.channels, self.num_layers, self.num_relations = channels, num_layers, num_relations
+        self.propagation = check_propagation(propagation, internal=True)
         self.relation_weight = nn.Parameter(torch.empty(num_relations))
         self.convs = nn.ModuleList(GCNConv(channels, channels, normalize=False, add_self_loops=False)
                                    for _ in range(num_layers))
@@ -64,13 +187,38 @@ class RelationalGraphStack(nn.Module):
     def edge_weight(self, relation: torch.Tensor) -> torch.Tensor:
         return F.softplus(self.relation_weight)[relation]
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
-        norm = normalized_edge_weight(edge_index, self.edge_weight(relation), x.size(0))
+    def operator(self, edge_index: torch.Tensor, relation: torch.Tensor, num_nodes: int) -> torch.Tensor:
+        """Normalised weight of every edge (edge order): the values of ``\\hat A``. O(E)."""
+        return normalized_edge_weight(edge_index, self.edge_weight(relation), num_nodes)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, relation: torch.Tensor,
+                layout: CSRLayout | None = None) -> torch.Tensor:
+        n = x.size(0)
+        if self.propagation == "csr":
+            if layout is None:
+                layout = CSRLayout.from_edges(edge_index, n)
+            values = self.operator(edge_index, relation, n)[layout.order]
+        elif self.propagation == "edgewise":
+            norm = self.operator(edge_index, relation, n)
         h, out = x, x
         for conv, branch in zip(self.convs, self.branches):
-            h = conv(h, edge_index, norm)
+            if self.propagation == "csr":
+                h = csr_matmul(values, conv.lin(h), layout) + conv.bias
+            elif self.propagation == "edgewise":
+                h = conv(h, edge_index, norm)
+            else:   # identity: the dense floor, no message passing
+                h = conv.lin(h) + conv.bias
             out = out + self.dropout(F.leaky_relu(branch(h)))
         return out
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_layers={self.num_layers}, num_relations={self.num_relations}"
+        return (f"channels={self.channels}, num_layers={self.num_layers}, num_relations={self.num_relations}, "
+                f"propagation={self.propagation}")
+
+
+def check_propagation(name: str, internal: bool = False) -> str:
+    """``name`` if it is a propagation mode, else a ValueError listing them."""
+    allowed = _ALL_PROPAGATIONS if internal else PROPAGATIONS
+    if name not in allowed:
+        raise ValueError(f"propagation: expected one of {allowed}, got {name!r}")
+    return name

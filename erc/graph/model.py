@@ -32,7 +32,7 @@ from torch import nn
 
 from erc.core.io import atomic_write_bytes, write_json
 from erc.graph.edges import cross_modal_graph, num_distance_buckets, shift_pairs, temporal_graph
-from erc.graph.layers import RelationalGraphStack
+from erc.graph.layers import PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation
 
 MODEL_FILE = "model.pt"
 META_FILE = "model_config.json"
@@ -55,6 +55,7 @@ class GraphModelConfig:
     batchnorm_modalities: list[str] = field(default_factory=lambda: ["text"])
     label_names: list[str] = field(default_factory=list)
     sentiment_names: list[str] = field(default_factory=list)
+    propagation: str = PROPAGATIONS[0]  # "csr" (sparse operator, default) | "edgewise" (GCNConv reference)
 
     @property
     def modalities(self) -> list[str]:
@@ -90,6 +91,7 @@ class GraphSmile(nn.Module):
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, cfg.hidden_dim), nn.LeakyReLU(),
                                                     nn.Dropout(cfg.dropout))
                                    for m, d in cfg.input_dims.items()})
+        check_propagation(cfg.propagation, internal=True)
         nb = num_distance_buckets(cfg.win_p, cfg.win_f, cfg.max_distance)
         pairs = cfg.pairs()
         n_graphs = max(len(pairs), 1)
@@ -98,15 +100,21 @@ class GraphSmile(nn.Module):
                              f"pair(s) {pairs or mods}; give one per pair")
         if pairs:
             self.graphs = nn.ModuleDict({f"{a}_{b}": RelationalGraphStack(cfg.hidden_dim, cfg.layers[k], 2 * nb,
-                                                                         cfg.dropout)
+                                                                         cfg.dropout, cfg.propagation)
                                          for k, (a, b) in enumerate(pairs)})
         else:
             self.graphs = nn.ModuleDict({mods[0]: RelationalGraphStack(cfg.hidden_dim, cfg.layers[0], nb,
-                                                                      cfg.dropout)})
+                                                                      cfg.dropout, cfg.propagation)})
         self.modal_fusion = nn.Sequential(nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.LeakyReLU())
         self.emotion_head = nn.Linear(cfg.hidden_dim, cfg.num_classes)
         self.sentiment_head = nn.Linear(cfg.hidden_dim, cfg.num_sentiments)
         self.shift_head = nn.Linear(2 * cfg.hidden_dim, 2)
+
+    def set_propagation(self, name: str) -> None:
+        """Switch every graph stack to propagation ``name`` (same parameters; the bench's floor uses "identity")."""
+        self.cfg.propagation = check_propagation(name, internal=True)
+        for stack in self.graphs.values():
+            stack.propagation = name
 
     def project(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
@@ -114,7 +122,7 @@ class GraphSmile(nn.Module):
             if m not in features:
                 raise KeyError(f"batch has no '{m}' features; it has {sorted(features)} "
                                f"(the model was built for {self.cfg.modalities})")
-            x = features[m].float()
+            x = features[m].to(self.proj[m][0].weight.dtype)   # float32 features into a float64 model too
             if m in self.norms:
                 x = self.norms[m](x)
             out[m] = self.proj[m](x)
@@ -127,24 +135,31 @@ class GraphSmile(nn.Module):
         n = int(ptr[-1])
         reps: dict[str, torch.Tensor] = {}
         pairs = cfg.pairs()
+        # one graph and one CSR layout per batch, shared by every stack (they differ only in weights)
         if pairs:
             g = cross_modal_graph(ptr, cfg.win_p, cfg.win_f, cfg.max_distance)
+            layout = CSRLayout.from_edges(g.edge_index, g.num_nodes) if cfg.propagation == "csr" else None
             for a, b in pairs:
                 key = f"{a}_{b}"
-                out = self.graphs[key](torch.cat([h[a], h[b]]), g.edge_index, g.relation)
+                out = self.graphs[key](torch.cat([h[a], h[b]]), g.edge_index, g.relation, layout)
                 reps[f"{key}:{a}"] = self.modal_fusion(out[:n])
                 reps[f"{key}:{b}"] = self.modal_fusion(out[n:])
         else:
             m = cfg.modalities[0]
             g = temporal_graph(ptr, cfg.win_p, cfg.win_f, cfg.max_distance)
-            reps[m] = self.modal_fusion(self.graphs[m](h[m], g.edge_index, g.relation))
+            layout = CSRLayout.from_edges(g.edge_index, g.num_nodes) if cfg.propagation == "csr" else None
+            reps[m] = self.modal_fusion(self.graphs[m](h[m], g.edge_index, g.relation, layout))
         fused = torch.stack(list(reps.values())).mean(0)
         pairs_idx = shift_pairs(ptr, batch.position, cfg.shift_win)
-        shift_in = torch.cat([fused[pairs_idx[0]], fused[pairs_idx[1]]], dim=-1)
+        # shift_head(cat(f_i, f_j)) = W_1 f_i + W_2 f_j + c: project every node once (N x 2), then gather
+        # the pairs, instead of building the (P, 2 x hidden) concatenation (P ~ 18 N at shift_win 19)
+        w = self.shift_head.weight
+        left, right = F.linear(fused, w[:, :cfg.hidden_dim]), F.linear(fused, w[:, cfg.hidden_dim:])
+        shift_logits = left[pairs_idx[0]] + right[pairs_idx[1]] + self.shift_head.bias
         return GraphOutput(
             emotion_logits=self.emotion_head(fused),
             sentiment_logits=self.sentiment_head(fused),
-            shift_logits=self.shift_head(shift_in),
+            shift_logits=shift_logits,
             shift_pairs=pairs_idx,
             fused=fused,
             modality_reps=reps,
