@@ -6,13 +6,13 @@ DialogueGCN IEMOCAP and the COSMIC pickles.
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from erc.data.registry import DATASETS, DatasetSpec
+from erc.data.safe_pickle import load_pickle
 from erc.data.validate import (DataValidationError, as_matrix, check_disjoint_splits, check_labels,
                              check_lengths, fail)
 
@@ -111,13 +111,16 @@ def _labels(value, source: str, dlg: str, spec: DatasetSpec) -> tuple[np.ndarray
 
 
 def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
-    """Read a dialogue pickle whose tuple members are ``spec.fields`` (latin-1, builtins only)."""
+    """Read a dialogue pickle whose tuple members are ``spec.fields``.
+
+    Loaded with :func:`erc.data.safe_pickle.load_pickle` (latin-1; builtins and numpy/pandas
+    data only, any other global is refused before it runs).
+    """
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise FileNotFoundError(f"{source}: no such file (dataset {spec.name})")
-    with open(path, "rb") as fh:
-        obj = pickle.load(fh, encoding="latin1")
+    obj = load_pickle(path)
     if not isinstance(obj, (tuple, list)) or len(obj) != len(spec.fields):
         got = f"a {len(obj)}-tuple" if isinstance(obj, (tuple, list)) else type(obj).__name__
         raise DataValidationError(
@@ -315,8 +318,9 @@ def detect(path: str | Path) -> list[str]:
         return []
     if path.suffix == ".csv" and path.name.endswith("_sent_emo.csv"):
         return ["meld_csv"]
-    with open(path, "rb") as fh:
-        obj = pickle.load(fh, encoding="latin1")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    obj = load_pickle(path)
     if not isinstance(obj, (tuple, list)):
         return []
     matches = []
