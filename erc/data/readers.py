@@ -14,7 +14,7 @@ import numpy as np
 from erc.data.registry import DATASETS, DatasetSpec
 from erc.data.safe_pickle import load_pickle
 from erc.data.validate import (DataValidationError, as_matrix, check_disjoint_splits, check_labels,
-                             check_lengths, fail)
+                             check_lengths, fail, rows_of)
 
 SPLIT_FIELDS = {"train": "trainVid", "valid": "validVid", "test": "testVid"}
 
@@ -87,27 +87,58 @@ def _repair(text: str, codec: str | None) -> str:
 
 
 def _speaker_names(value, source: str, dlg: str, onehot: bool) -> list[str]:
-    rows = list(value)
+    rows = rows_of(value, source, dlg, "videoSpeakers", "speaker")
     if onehot or (rows and np.ndim(rows[0]) == 1):
-        arr = np.asarray(rows, dtype=np.float64)
-        if arr.ndim != 2:
-            raise fail(source, dlg, "videoSpeakers", "expected one one-hot vector per utterance")
+        try:
+            arr = np.asarray(rows, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.ndim != 2 or arr.shape[1] == 0:
+            raise fail(source, dlg, "videoSpeakers", "expected one one-hot vector (all of one length) per utterance")
         return [f"S{int(i)}" for i in arr.argmax(axis=1)]
+    if not all(isinstance(s, (str, int, np.str_, np.integer)) for s in rows):
+        bad = next(s for s in rows if not isinstance(s, (str, int, np.str_, np.integer)))
+        raise fail(source, dlg, "videoSpeakers", f"expected a speaker name per utterance, got {type(bad).__name__}")
     return [str(s) for s in rows]
 
 
-def _labels(value, source: str, dlg: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    arr = np.asarray(list(value), dtype=np.float64).reshape(-1)
+def _numbers(value, source: str, dlg: str, field: str) -> np.ndarray:
+    """A per-utterance list of numbers as float64 (n,)."""
+    rows = rows_of(value, source, dlg, field, "number")
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 1:
+        raise fail(source, dlg, field, "expected one number per utterance")
     if not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise fail(source, dlg, "videoLabels", f"non-finite label at utterance {i}")
-    if spec.score_class_bins is not None:
-        return bin_scores(arr, spec.score_class_bins), bin_scores(arr, spec.score_sentiment_bins)
+        raise fail(source, dlg, field, f"non-finite value at utterance {i}")
+    return arr
+
+
+def _class_indices(value, source: str, dlg: str, field: str, num_classes: int) -> np.ndarray:
+    arr = _numbers(value, source, dlg, field)
     if not np.all(arr == np.round(arr)):
-        raise fail(source, dlg, "videoLabels", "expected integer class indices, got fractional values")
+        raise fail(source, dlg, field, "expected integer class indices, got fractional values")
     labels = arr.astype(np.int64)
-    check_labels(source, dlg, "videoLabels", labels, spec.num_classes)
-    return labels, None
+    check_labels(source, dlg, field, labels, num_classes)
+    return labels
+
+
+def _labels(value, source: str, dlg: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    if spec.score_class_bins is not None:
+        arr = _numbers(value, source, dlg, "videoLabels")
+        return bin_scores(arr, spec.score_class_bins), bin_scores(arr, spec.score_sentiment_bins)
+    return _class_indices(value, source, dlg, "videoLabels", spec.num_classes), None
+
+
+def _texts(value, source: str, dlg: str, codec: str | None) -> list[str]:
+    rows = rows_of(value, source, dlg, "videoSentence", "sentence")
+    bad = next((s for s in rows if not isinstance(s, str)), None)
+    if bad is not None:
+        raise fail(source, dlg, "videoSentence", f"expected a string per utterance, got {type(bad).__name__}")
+    return [_repair(str(s), codec) for s in rows]
 
 
 def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
@@ -127,6 +158,17 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             f"{source}: expected a {len(spec.fields)}-tuple ({', '.join(spec.fields)}) for dataset "
             f"{spec.name!r}, got {got}")
     f = dict(zip(spec.fields, obj))
+    for name, value in f.items():
+        if name.endswith("Vid"):
+            if (not isinstance(value, (list, tuple, set, frozenset, np.ndarray))
+                    or (isinstance(value, np.ndarray) and value.ndim != 1)):
+                raise fail(source, None, name, f"expected a list of dialogue ids, got {type(value).__name__}")
+            bad = next((v for v in value if not isinstance(v, (str, int, np.str_, np.integer))), None)
+            if bad is not None:
+                raise fail(source, None, name, f"expected dialogue ids (strings), got {bad!r}")
+        elif not isinstance(value, dict):
+            raise fail(source, None, name, f"expected a dict of dialogue id -> per-utterance values, "
+                                           f"got {type(value).__name__}")
     splits = {name: [str(v) for v in f[key]] for name, key in SPLIT_FIELDS.items() if key in f}
     for name, key in SPLIT_FIELDS.items():
         if name in splits and len(set(splits[name])) != len(splits[name]):
@@ -153,7 +195,7 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             lengths = {"videoLabels": len(labels), "videoSpeakers": len(speakers)}
             texts = None
             if "videoSentence" in f:
-                texts = [_repair(str(s), spec.sentence_codec) for s in get("videoSentence")]
+                texts = _texts(get("videoSentence"), source, dlg, spec.sentence_codec)
                 lengths["videoSentence"] = len(texts)
             uids = None
             if spec.has_utterance_ids and "videoIDs" in f:
@@ -162,7 +204,8 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
                     uids = [str(u) for u in raw_ids]
                     lengths["videoIDs"] = len(uids)
             if "videoSentiments" in f:
-                sentiments = np.asarray(list(get("videoSentiments")), dtype=np.int64).reshape(-1)
+                sentiments = _class_indices(get("videoSentiments"), source, dlg, "videoSentiments",
+                                            len(spec.sentiment_names))
                 lengths["videoSentiments"] = len(sentiments)
             layers = []
             for name in text_fields:
@@ -177,8 +220,6 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             check_lengths(source, dlg, lengths)
             if sentiments is None:
                 sentiments = sentiments_from_labels(labels, spec)
-            else:
-                check_labels(source, dlg, "videoSentiments", sentiments, len(spec.sentiment_names))
             dialogues[dlg] = RawDialogue(dlg, speakers, labels, sentiments, texts, uids, layers, feats)
     return RawCorpus(spec, source, dialogues, splits)
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from erc.core.config import ConfigError
+from erc.data.validate import DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,15 @@ SPLIT_NAMES = {"train": "train", "training": "train", "dev": "validation", "val"
 _UTTERANCE = re.compile(r"^(\S+?)\s*\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s*:\s?(.*)$")
 # ``[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]``
 _EVAL_HEADER = re.compile(r"^\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]")
+# Lines that are meant as a turn header / an utterance (start with '[', or name a turn) but may not parse.
+# In the release, the other lines are comments (%), per-annotator lines (C-E1:, A-F1:), blanks, and in
+# transcriptions speaker-only lines (``M: Yeah.``).
+_TURN_NAME = r"Ses\d+[FM]_"
+_EVAL_HEADER_LIKE = re.compile(rf"^\s*\[|{_TURN_NAME}")
+_UTTERANCE_LIKE = re.compile(rf"^\s*{_TURN_NAME}")
+EXPECTED_EVAL_HEADER = "[START - END]<TAB>TURN<TAB>EMOTION<TAB>[V, A, D]"
+EXPECTED_UTTERANCE = "TURN [START-END]: text"
+SHOW_FIRST = 5   # file:line examples per warning
 
 
 # --------------------------------------------------------------------------- IEMOCAP
@@ -53,22 +63,34 @@ def _session_of(folder: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _read_evaluation(path: Path) -> dict[str, tuple[str, float, float, float]]:
-    """Turn name -> (emotion, V, A, D) from the header lines of one EmoEvaluation file."""
+def _read_evaluation(path: Path, malformed: list[str] | None = None) -> dict[str, tuple[str, float, float, float]]:
+    """Turn name -> (emotion, V, A, D) from the header lines of one EmoEvaluation file.
+
+    Lines that look like a header (start with ``[`` or name a turn) but do not parse are
+    appended to ``malformed`` as ``file:line``; their turns stay unlabeled.
+    """
     out = {}
     with open(path, encoding="latin-1") as fh:
         for lineno, line in enumerate(fh, 1):
             m = _EVAL_HEADER.match(line)
             if not m:
-                continue  # comments, per-annotator lines (C-E1:, A-F1:), blanks
+                # comments, per-annotator lines (C-E1:, A-F1:), blanks; or a damaged header
+                if malformed is not None and not line.lstrip().startswith("%") and _EVAL_HEADER_LIKE.search(line):
+                    malformed.append(f"{path}:{lineno}")
+                continue
             parts = [p.strip() for p in m.group(5).split(",")]
             try:
                 v, a, d = (float(p) for p in parts)
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: field [V, A, D]: expected three numbers, "
-                                 f"got [{m.group(5)}]") from None
+                raise DataValidationError(f"{path}:{lineno}: field [V, A, D]: expected three numbers, "
+                                          f"got [{m.group(5)}]") from None
             out[m.group(3)] = (m.group(4), v, a, d)
     return out
+
+
+def _examples(items: list[str]) -> str:
+    shown = ", ".join(items[:SHOW_FIRST])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > SHOW_FIRST else "")
 
 
 def read_iemocap(root: str | Path, sessions: list[int] | None = None,
@@ -79,6 +101,12 @@ def read_iemocap(root: str | Path, sessions: list[int] | None = None,
     unlabeled rows (NaN V/A/D, emotion None). ``emotion`` is the release's
     majority label as written (``xxx`` = no majority). V/A/D outside
     ``vad_range`` are clipped, with one warning counting them.
+
+    Labels lost on the way are never silent: one warning each (counts, and
+    ``file:line`` for the first few) for EmoEvaluation lines that look like a turn
+    header but do not parse, transcription lines that look like an utterance but do
+    not parse, sessions whose EmoEvaluation folder is missing or holds no ``*.txt``,
+    and dialogues of the other sessions that get no label at all.
     """
     root = Path(root)
     session_dirs = sorted((p for p in root.glob("Session*") if _session_of(p) is not None), key=_session_of)
@@ -88,26 +116,40 @@ def read_iemocap(root: str | Path, sessions: list[int] | None = None,
         raise FileNotFoundError(f"{root}: no SessionN folders found; expected the IEMOCAP release layout "
                                 "ROOT/SessionN/dialog/transcriptions/*.txt")
     rows, n_eval_without_text = [], 0
+    bad_headers: list[str] = []
+    bad_utterances: list[str] = []
+    unlabeled_sessions: dict[str, list[str]] = {"missing": [], "empty": []}
+    unlabeled_dialogues: list[str] = []
+    n_rows_no_session_labels = 0
     for sdir in session_dirs:
         session = _session_of(sdir)
         trans_dir, eval_dir = sdir / "dialog" / "transcriptions", sdir / "dialog" / "EmoEvaluation"
         files = sorted(trans_dir.glob("*.txt"))
         if not files:
             raise FileNotFoundError(f"{trans_dir}: no transcription files (*.txt)")
+        has_labels = eval_dir.is_dir() and any(eval_dir.glob("*.txt"))
+        if not has_labels:
+            unlabeled_sessions["missing" if not eval_dir.is_dir() else "empty"].append(sdir.name)
         for tfile in files:
             dialogue = tfile.stem
             efile = eval_dir / tfile.name
-            labels = _read_evaluation(efile) if efile.is_file() else {}
+            labels = _read_evaluation(efile, bad_headers) if efile.is_file() else {}
+            if has_labels and not labels:
+                unlabeled_dialogues.append(str(efile) if efile.is_file() else f"{efile} (missing)")
             seen = set()
             with open(tfile, encoding="latin-1") as fh:
-                for line in fh:
+                for lineno, line in enumerate(fh, 1):
                     m = _UTTERANCE.match(line.rstrip("\r\n"))
                     if not m:
-                        continue  # "M: Yeah.", "F:[GARBAGE]", speaker-only tags, blanks
+                        # "M: Yeah.", "F:[GARBAGE]", speaker-only tags, blanks; or a damaged utterance line
+                        if _UTTERANCE_LIKE.match(line):
+                            bad_utterances.append(f"{tfile}:{lineno}")
+                        continue
                     uid, start, end, text = m.group(1), float(m.group(2)), float(m.group(3)), m.group(4).strip()
                     seen.add(uid)
                     speaker = uid.rsplit("_", 1)[-1][:1]
                     emo, v, a, d = labels.get(uid, (None, np.nan, np.nan, np.nan))
+                    n_rows_no_session_labels += not has_labels
                     rows.append(dict(utterance_id=uid, dialogue_id=dialogue, session=session,
                                      speaker=speaker, start=start, end=end, text=text, emotion=emo,
                                      valence=v, arousal=a, dominance=d))
@@ -115,6 +157,25 @@ def read_iemocap(root: str | Path, sessions: list[int] | None = None,
     if n_eval_without_text:
         logger.warning("%s: %d evaluated turns have no transcript line and were skipped",
                        root, n_eval_without_text)
+    if bad_headers:
+        logger.warning("%s: %d EmoEvaluation line(s) look like a turn header but do not parse (expected %s); "
+                       "their turns are unlabeled: %s", root, len(bad_headers), EXPECTED_EVAL_HEADER,
+                       _examples(bad_headers))
+    if bad_utterances:
+        logger.warning("%s: %d transcription line(s) look like an utterance but do not parse (expected %s) "
+                       "and were skipped: %s", root, len(bad_utterances), EXPECTED_UTTERANCE,
+                       _examples(bad_utterances))
+    if unlabeled_sessions["missing"] or unlabeled_sessions["empty"]:
+        how = "; ".join(f"EmoEvaluation folder {kind} in {', '.join(names)}"
+                        for kind, names in (("missing", unlabeled_sessions["missing"]),
+                                            ("without *.txt files", unlabeled_sessions["empty"])) if names)
+        logger.warning("%s: no labels for %d session(s) (%s): their %d utterance(s) are unlabeled",
+                       root, len(unlabeled_sessions["missing"]) + len(unlabeled_sessions["empty"]), how,
+                       n_rows_no_session_labels)
+    if unlabeled_dialogues:
+        logger.warning("%s: %d dialogue(s) of labeled sessions get no label (EmoEvaluation file missing or "
+                       "without a turn header); their utterances are unlabeled: %s", root,
+                       len(unlabeled_dialogues), _examples(unlabeled_dialogues))
     df = clip_vad(pd.DataFrame(rows, columns=list(COLUMNS)), vad_range, source=str(root))
     df["emotion"] = df["emotion"].astype(object).where(df["emotion"].notna(), None)
     return df
