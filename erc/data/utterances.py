@@ -198,28 +198,91 @@ def clip_vad(df: pd.DataFrame, vad_range: tuple[float, float] | None, source: st
 
 
 # --------------------------------------------------------------------------- tables
-def read_any_table(path: Path) -> pd.DataFrame:
-    """Read a CSV / TSV / JSONL / Parquet table by its suffix, columns as they are."""
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
-    if suffix in (".csv", ".csv.gz"):
-        return pd.read_csv(path, keep_default_na=True)
-    if suffix in (".tsv",):
-        return pd.read_csv(path, sep="\t")
+# The cells pandas reads as missing by default; they stay missing in numeric columns (V/A/D), never in
+# the columns read as text (ids, texts, dialogue ids, splits), where ``None`` or ``NA`` is a real value.
+NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _table_suffix(path: Path) -> str:
+    return "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """Values as strings exactly as the file holds them; only a real null (JSON null, Parquet null) is missing."""
+    return pd.Series([v if isinstance(v, str) else (None if v is None or (isinstance(v, float) and np.isnan(v))
+                                                    else str(v)) for v in col], index=col.index, dtype=object)
+
+
+def read_any_table(path: Path, text_columns: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    """Read a CSV / TSV / JSONL / Parquet table by its suffix.
+
+    ``text_columns`` (ids, texts) are read as strings exactly as written: ``001`` keeps
+    its zeros and ``None`` / ``NA`` / ``null`` / ``n/a`` are text, not missing. Other
+    columns are parsed as pandas does by default (numbers, missing cells as NaN).
+    """
+    path = Path(path)
+    suffix = _table_suffix(path)
+    text_columns = tuple(c for c in text_columns if c)
+    if suffix in (".csv", ".csv.gz", ".tsv"):
+        sep = "\t" if suffix == ".tsv" else ","
+        header = pd.read_csv(path, sep=sep, nrows=0).columns
+        text = [c for c in header if c in text_columns]
+        return pd.read_csv(path, sep=sep, dtype={c: str for c in text}, keep_default_na=False,
+                           na_values={c: list(NA_STRINGS) for c in header if c not in text})
     if suffix in (".jsonl", ".jsonl.gz", ".json"):
-        return pd.read_json(path, lines=suffix != ".json")
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise ConfigError(f"{path}: unknown table format '{suffix}'; expected .csv, .tsv, .jsonl or .parquet")
+        # dtype=False: values keep their JSON types (a string id stays a string); precise floats for V/A/D
+        df = pd.read_json(path, lines=suffix != ".json", dtype=False, precise_float=True)
+    elif suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        raise ConfigError(f"{path}: unknown table format '{suffix}'; expected .csv, .tsv, .jsonl or .parquet")
+    for c in text_columns:
+        if c in df.columns:
+            df[c] = _as_text(df[c])
+    return df
+
+
+def _numbers(col: pd.Series, path: Path, name: str) -> np.ndarray:
+    """A V/A/D column as float64: numbers, or missing (NaN); any other value is an error naming the row."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    out = np.full(len(col), np.nan)
+    for i, v in enumerate(col):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() in NA_STRINGS):
+            continue
+        try:
+            if isinstance(v, bool):
+                raise ValueError(v)
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            raise DataValidationError(f"{path}: column '{name}', data row {i + 1}: expected a number, got {v!r}"
+                                      ) from None
+    return out
+
+
+def _ids(col: pd.Series, path: Path, name: str) -> pd.Series:
+    """An id column as strings; an empty or null id is an error naming the row."""
+    values = _as_text(col)
+    bad = [i for i, v in enumerate(values) if v is None or v == ""]
+    if bad:
+        raise DataValidationError(f"{path}: column '{name}', data row {bad[0] + 1}: empty id "
+                                  f"({len(bad)} row(s)); expected one id per row")
+    return values.astype(object)
 
 
 def read_table(path: str | Path, text: str = "text", valence: str = "valence", arousal: str = "arousal",
                dominance: str = "dominance", id: str = "", dialogue: str = "", split: str = "",
                vad_range: tuple[float, float] | None = None, require_labels: bool = True) -> pd.DataFrame:
-    """Any CSV/JSONL/Parquet through a column mapping; V/A/D columns may be absent if not required."""
+    """Any CSV/JSONL/Parquet through a column mapping; V/A/D columns may be absent if not required.
+
+    Ids, texts, dialogue ids and splits are kept as strings exactly as written
+    (:func:`read_any_table`); V/A/D parse as numbers (missing cells: NaN = unlabeled).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    raw = read_any_table(path)
+    raw = read_any_table(path, text_columns=(text, id, dialogue, split))
     mapping = dict(text=text, valence=valence, arousal=arousal, dominance=dominance)
     needed = ["text"] + (list(VAD_COLUMNS) if require_labels else [])
     for key in needed + [k for k, v in dict(id=id, dialogue=dialogue, split=split).items() if v]:
@@ -229,19 +292,20 @@ def read_table(path: str | Path, text: str = "text", valence: str = "valence", a
                               f"{', '.join(map(str, raw.columns))}; set --{key if key != 'text' else 'text'}"
                               f"-column")
     n = len(raw)
+    texts = _as_text(raw[text])
     df = pd.DataFrame({
-        "utterance_id": raw[id].astype(str) if id else [f"row{i:06d}" for i in range(n)],
+        "utterance_id": _ids(raw[id], path, id) if id else [f"row{i:06d}" for i in range(n)],
         "dialogue_id": None,
         "session": -1, "speaker": None, "start": np.nan, "end": np.nan,
-        "text": raw[text].fillna("").astype(str), "emotion": None,
+        "text": texts.where(texts.notna(), "").astype(object), "emotion": None,
     })
     # without a dialogue column every row is its own dialogue
-    df["dialogue_id"] = raw[dialogue].astype(str) if dialogue else df["utterance_id"]
+    df["dialogue_id"] = _ids(raw[dialogue], path, dialogue) if dialogue else df["utterance_id"]
     for c in VAD_COLUMNS:
         col = mapping[c]
-        df[c] = pd.to_numeric(raw[col], errors="coerce") if col in raw.columns else np.nan
+        df[c] = _numbers(raw[col], path, col) if col in raw.columns else np.nan
     if split:
-        names = raw[split].astype(str).str.strip().str.lower()
+        names = _as_text(raw[split]).fillna("").astype(str).str.strip().str.lower()
         bad = sorted(set(names) - set(SPLIT_NAMES))
         if bad:
             raise ConfigError(f"{path}: column '{split}' has values {bad}; expected one of "
