@@ -22,8 +22,8 @@ STAGE_CLIS = ("erc.vad.cli", "erc.data.cli", "erc.graph.cli", "erc.compare.cli",
 # ConfigError covers erc.encoders.hf.EncoderLoadError; ErcError covers DataValidationError, damaged or
 # unsafe files and unwritable outputs. Missing files and permissions arrive as OSError subclasses whose
 # message names the path.
-EXPECTED_ERRORS = (ConfigError, ErcError, FileNotFoundError, PermissionError, IsADirectoryError,
-                   NotADirectoryError)
+EXPECTED_ERRORS = (ConfigError, ErcError, FileNotFoundError, FileExistsError, PermissionError,
+                   IsADirectoryError, NotADirectoryError)
 DEBUG_HELP = "show the full traceback of an error (also: environment variable ERC_DEBUG=1)"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from erc.core.config import ConfigError
 from erc.data.registry import DATASETS, DatasetSpec
 from erc.data.safe_pickle import load_pickle
 from erc.data.validate import (DataValidationError, as_matrix, check_disjoint_splits, check_labels,
@@ -135,9 +136,9 @@ def _labels(value, source: str, dlg: str, spec: DatasetSpec) -> tuple[np.ndarray
 
 def _texts(value, source: str, dlg: str, codec: str | None) -> list[str]:
     rows = rows_of(value, source, dlg, "videoSentence", "sentence")
-    bad = next((s for s in rows if not isinstance(s, str)), None)
-    if bad is not None:
-        raise fail(source, dlg, "videoSentence", f"expected a string per utterance, got {type(bad).__name__}")
+    bad = [s for s in rows if not isinstance(s, str)]
+    if bad:
+        raise fail(source, dlg, "videoSentence", f"expected a string per utterance, got {type(bad[0]).__name__}")
     return [_repair(str(s), codec) for s in rows]
 
 
@@ -163,9 +164,9 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             if (not isinstance(value, (list, tuple, set, frozenset, np.ndarray))
                     or (isinstance(value, np.ndarray) and value.ndim != 1)):
                 raise fail(source, None, name, f"expected a list of dialogue ids, got {type(value).__name__}")
-            bad = next((v for v in value if not isinstance(v, (str, int, np.str_, np.integer))), None)
-            if bad is not None:
-                raise fail(source, None, name, f"expected dialogue ids (strings), got {bad!r}")
+            bad = [v for v in value if not isinstance(v, (str, int, np.str_, np.integer))]
+            if bad:
+                raise fail(source, None, name, f"expected dialogue ids (strings), got {bad[0]!r}")
         elif not isinstance(value, dict):
             raise fail(source, None, name, f"expected a dict of dialogue id -> per-utterance values, "
                                            f"got {type(value).__name__}")
@@ -338,7 +339,7 @@ def resolve_path(spec: DatasetSpec, path: str | Path | None) -> Path:
     if path:
         return Path(path)
     if spec.default_path is None:
-        raise ValueError(f"dataset {spec.name!r} has no default file: give path")
+        raise ConfigError(f"field 'path': dataset {spec.name!r} has no default file; give --path")
     from erc.core.paths import data_dir, data_path
 
     p = data_path(*spec.default_path)

@@ -210,7 +210,10 @@ def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     from erc.core.logs import setup_logging
     from erc.data.dialogues import load_splits
 
+    from erc.core.io import check_writable
+
     setup_logging(True)
+    check_writable(cfg.output, "field 'output':")          # before loading and scoring
     splits = load_splits(cfg)
     dialogues = splits.split(cfg.split)
     if not dialogues:

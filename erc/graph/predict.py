@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from erc.core.config import ConfigError, load_yaml
-from erc.core.io import write_csv
+from erc.core.io import check_writable, write_csv
 from erc.graph.config import PredictGraphConfig
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def run_predict_graph(cfg: PredictGraphConfig) -> Path:
 
     setup_logging(True)
     cfg.validate()
+    check_writable(cfg.output, "field 'output':")          # before loading and predicting
     model, meta = load_graph_model(cfg.model_dir)
     cfg_path = Path(cfg.model_dir) / "config.yaml"
     train_cfg = load_yaml(cfg_path)
