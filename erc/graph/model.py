@@ -20,6 +20,7 @@ Pipeline for a :class:`erc.data.batch.DialogueBatch`:
 from __future__ import annotations
 
 import itertools
+import pickle
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,10 @@ def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[
         raise FileFormatError(f"{meta_path}: field 'model': cannot build the model from it ({exc})") from None
     try:
         state = torch.load(weights, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, not a state dict, a pickle with code: all name the file
+    except pickle.UnpicklingError:  # torch's own text suggests weights_only=False: never do that here
+        raise FileFormatError(f"{weights}: refusing to load: it holds objects other than tensors (read with "
+                              "torch.load(weights_only=True); save_graph_model writes only a state dict)") from None
+    except Exception as exc:  # truncated zip, not a torch file: name the file
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise FileFormatError(f"{weights}: cannot be read as a state dict saved by torch.save "
                               f"({type(exc).__name__}: {detail})") from None
