@@ -225,13 +225,16 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
     return RawCorpus(spec, source, dialogues, splits)
 
 
-def _meld_seconds(col) -> np.ndarray:
-    """MELD ``HH:MM:SS,mmm`` -> seconds."""
+def _meld_seconds(col, source: str = "", dlg: str | None = None, field: str = "StartTime") -> np.ndarray:
+    """MELD ``HH:MM:SS,mmm`` -> seconds; anything else is an error naming file, dialogue and column."""
     out = []
     for v in col:
         hms, _, ms = str(v).strip().partition(",")
-        h, m, s = (float(x) for x in hms.split(":"))
-        out.append(h * 3600 + m * 60 + s + (float(ms) / 1000.0 if ms else 0.0))
+        try:
+            h, m, s = (float(x) for x in hms.split(":"))
+            out.append(h * 3600 + m * 60 + s + (float(ms) / 1000.0 if ms else 0.0))
+        except ValueError:
+            raise fail(source, dlg, field, f"expected a time HH:MM:SS,mmm, got {v!r}") from None
     return np.asarray(out, dtype=np.float64)
 
 
@@ -250,7 +253,11 @@ def read_meld_tables(folder: str | Path) -> dict[str, "object"]:
         p = folder / name
         if not p.is_file():
             raise FileNotFoundError(f"{p}: missing (MELD CSV folder needs {', '.join(MELD_CSV_SPLITS.values())})")
-        df = pd.read_csv(p, encoding="utf-8", keep_default_na=False)
+        try:
+            df = pd.read_csv(p, encoding="utf-8", keep_default_na=False)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise DataValidationError(f"{p}: not a readable MELD CSV ({type(exc).__name__}: {detail})") from None
         missing = [c for c in MELD_CSV_COLUMNS if c not in df.columns]
         if missing:
             raise DataValidationError(f"{p}: missing column(s) {missing}; expected {list(MELD_CSV_COLUMNS)}")
@@ -279,7 +286,8 @@ def read_meld_csv(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             uids = [f"{dlg}_{u}" for u in g["Utterance_ID"]]
             dialogues[dlg] = RawDialogue(
                 dlg, [str(s) for s in g["Speaker"]], labels, sents, [str(t) for t in g["Utterance"]], uids,
-                start=_meld_seconds(g["StartTime"]), end=_meld_seconds(g["EndTime"]))
+                start=_meld_seconds(g["StartTime"], source, dlg, "StartTime"),
+                end=_meld_seconds(g["EndTime"], source, dlg, "EndTime"))
             splits[split].append(dlg)
     return RawCorpus(spec, str(path), dialogues, splits)
 

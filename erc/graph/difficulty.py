@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from erc.core.io import read_json, write_csv, write_json
+from erc.core.io import check_writable, read_json, write_csv, write_json
 from erc.data.config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -209,8 +209,6 @@ def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     from erc.core.config import save_config
     from erc.core.logs import setup_logging
     from erc.data.dialogues import load_splits
-
-    from erc.core.io import check_writable
 
     setup_logging(True)
     check_writable(cfg.output, "field 'output':")          # before loading and scoring

@@ -169,6 +169,23 @@ def test_wrong_members_name_file_and_field(tmp_path, field, value, expected):
     assert str(err.value) == f"{path}: {expected}"
 
 
+def test_meld_csv_bad_time_and_bad_bytes_are_named(tmp_path):
+    from erc.data.readers import MELD_CSV_SPLITS, read_meld_csv
+
+    header = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+    row = '1,Hi.,Ross,joy,positive,0,0,1,1,"00:00:01,000","00:00:02,500"\n'
+    for name in MELD_CSV_SPLITS.values():
+        (tmp_path / name).write_text(header + row)
+    (tmp_path / "dev_sent_emo.csv").write_text(header + row.replace('"00:00:02,500"', "later"))
+    with pytest.raises(DataValidationError) as err:
+        read_meld_csv(tmp_path, get_spec("meld_csv"))
+    assert str(err.value) == (f"{tmp_path / 'dev_sent_emo.csv'}: dialogue 'valid_0': field 'EndTime': "
+                              "expected a time HH:MM:SS,mmm, got 'later'")
+    (tmp_path / "dev_sent_emo.csv").write_bytes(header.encode() + b"1,\xff\xfe,Ross\n")
+    with pytest.raises(DataValidationError, match=r"dev_sent_emo\.csv: not a readable MELD CSV \(UnicodeDecodeError"):
+        read_meld_csv(tmp_path, get_spec("meld_csv"))
+
+
 # --------------------------------------------------------------------------- tables as written
 def test_csv_ids_and_texts_as_written(tmp_path):
     (tmp_path / "p.csv").write_text("id,text\n001,None\n002,NA\n010,null\n011,n/a\n012,\n")
