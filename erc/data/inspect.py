@@ -6,6 +6,7 @@ from pathlib import Path
 
 from erc.data.readers import detect, read_corpus
 from erc.data.registry import get_spec
+from erc.data.validate import DataValidationError
 
 
 def describe(path: str | Path, dataset: str | None = None) -> str:
@@ -16,7 +17,7 @@ def describe(path: str | Path, dataset: str | None = None) -> str:
     if dataset is None:
         matches = detect(path)
         if not matches:
-            raise ValueError(f"{path}: no registered reader matches this file (tuple length / dims / folder "
+            raise DataValidationError(f"{path}: no registered reader matches this file (tuple length / dims / folder "
                              "layout); pass --dataset NAME to see why a specific one fails")
         dataset = matches[0]
         matched = ", ".join(matches)

@@ -6,7 +6,6 @@ DialogueGCN IEMOCAP and the COSMIC pickles.
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +17,10 @@ from erc.data.registry import DATASETS, DatasetSpec
 from erc.data.splits import split_ids, split_rows
 from erc.data.synthetic import generate_corpus
 from erc.data.utterances import read_iemocap
+from erc.core.config import ConfigError
+from erc.data.safe_pickle import load_pickle
 from erc.data.validate import (DataValidationError, as_matrix, check_disjoint_splits, check_labels,
-                             check_lengths, fail)
+                             check_lengths, fail, rows_of)
 
 SPLIT_FIELDS = {"train": "trainVid", "valid": "validVid", "test": "testVid"}
 
@@ -92,43 +93,88 @@ def _repair(text: str, codec: str | None) -> str:
 
 
 def _speaker_names(value, source: str, dlg: str, onehot: bool) -> list[str]:
-    rows = list(value)
+    rows = rows_of(value, source, dlg, "videoSpeakers", "speaker")
     if onehot or (rows and np.ndim(rows[0]) == 1):
-        arr = np.asarray(rows, dtype=np.float64)
-        if arr.ndim != 2:
-            raise fail(source, dlg, "videoSpeakers", "expected one one-hot vector per utterance")
+        try:
+            arr = np.asarray(rows, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.ndim != 2 or arr.shape[1] == 0:
+            raise fail(source, dlg, "videoSpeakers", "expected one one-hot vector (all of one length) per utterance")
         return [f"S{int(i)}" for i in arr.argmax(axis=1)]
+    if not all(isinstance(s, (str, int, np.str_, np.integer)) for s in rows):
+        bad = next(s for s in rows if not isinstance(s, (str, int, np.str_, np.integer)))
+        raise fail(source, dlg, "videoSpeakers", f"expected a speaker name per utterance, got {type(bad).__name__}")
     return [str(s) for s in rows]
 
 
-def _labels(value, source: str, dlg: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    arr = np.asarray(list(value), dtype=np.float64).reshape(-1)
+def _numbers(value, source: str, dlg: str, field: str) -> np.ndarray:
+    """A per-utterance list of numbers as float64 (n,)."""
+    rows = rows_of(value, source, dlg, field, "number")
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 1:
+        raise fail(source, dlg, field, "expected one number per utterance")
     if not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise fail(source, dlg, "videoLabels", f"non-finite label at utterance {i}")
-    if spec.score_class_bins is not None:
-        return bin_scores(arr, spec.score_class_bins), bin_scores(arr, spec.score_sentiment_bins)
+        raise fail(source, dlg, field, f"non-finite value at utterance {i}")
+    return arr
+
+
+def _class_indices(value, source: str, dlg: str, field: str, num_classes: int) -> np.ndarray:
+    arr = _numbers(value, source, dlg, field)
     if not np.all(arr == np.round(arr)):
-        raise fail(source, dlg, "videoLabels", "expected integer class indices, got fractional values")
+        raise fail(source, dlg, field, "expected integer class indices, got fractional values")
     labels = arr.astype(np.int64)
-    check_labels(source, dlg, "videoLabels", labels, spec.num_classes)
-    return labels, None
+    check_labels(source, dlg, field, labels, num_classes)
+    return labels
+
+
+def _labels(value, source: str, dlg: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    if spec.score_class_bins is not None:
+        arr = _numbers(value, source, dlg, "videoLabels")
+        return bin_scores(arr, spec.score_class_bins), bin_scores(arr, spec.score_sentiment_bins)
+    return _class_indices(value, source, dlg, "videoLabels", spec.num_classes), None
+
+
+def _texts(value, source: str, dlg: str, codec: str | None) -> list[str]:
+    rows = rows_of(value, source, dlg, "videoSentence", "sentence")
+    bad = [s for s in rows if not isinstance(s, str)]
+    if bad:
+        raise fail(source, dlg, "videoSentence", f"expected a string per utterance, got {type(bad[0]).__name__}")
+    return [_repair(str(s), codec) for s in rows]
 
 
 def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
-    """Read a dialogue pickle whose tuple members are ``spec.fields`` (latin-1, builtins only)."""
+    """Read a dialogue pickle whose tuple members are ``spec.fields``.
+
+    Loaded with :func:`erc.data.safe_pickle.load_pickle` (latin-1; builtins and numpy/pandas
+    data only, any other global is refused before it runs).
+    """
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise FileNotFoundError(f"{source}: no such file (dataset {spec.name})")
-    with open(path, "rb") as fh:
-        obj = pickle.load(fh, encoding="latin1")
+    obj = load_pickle(path)
     if not isinstance(obj, (tuple, list)) or len(obj) != len(spec.fields):
         got = f"a {len(obj)}-tuple" if isinstance(obj, (tuple, list)) else type(obj).__name__
         raise DataValidationError(
             f"{source}: expected a {len(spec.fields)}-tuple ({', '.join(spec.fields)}) for dataset "
             f"{spec.name!r}, got {got}")
     f = dict(zip(spec.fields, obj))
+    for name, value in f.items():
+        if name.endswith("Vid"):
+            if (not isinstance(value, (list, tuple, set, frozenset, np.ndarray))
+                    or (isinstance(value, np.ndarray) and value.ndim != 1)):
+                raise fail(source, None, name, f"expected a list of dialogue ids, got {type(value).__name__}")
+            bad = [v for v in value if not isinstance(v, (str, int, np.str_, np.integer))]
+            if bad:
+                raise fail(source, None, name, f"expected dialogue ids (strings), got {bad[0]!r}")
+        elif not isinstance(value, dict):
+            raise fail(source, None, name, f"expected a dict of dialogue id -> per-utterance values, "
+                                           f"got {type(value).__name__}")
     splits = {name: [str(v) for v in f[key]] for name, key in SPLIT_FIELDS.items() if key in f}
     for name, key in SPLIT_FIELDS.items():
         if name in splits and len(set(splits[name])) != len(splits[name]):
@@ -155,7 +201,7 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             lengths = {"videoLabels": len(labels), "videoSpeakers": len(speakers)}
             texts = None
             if "videoSentence" in f:
-                texts = [_repair(str(s), spec.sentence_codec) for s in get("videoSentence")]
+                texts = _texts(get("videoSentence"), source, dlg, spec.sentence_codec)
                 lengths["videoSentence"] = len(texts)
             uids = None
             if spec.has_utterance_ids and "videoIDs" in f:
@@ -164,7 +210,8 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
                     uids = [str(u) for u in raw_ids]
                     lengths["videoIDs"] = len(uids)
             if "videoSentiments" in f:
-                sentiments = np.asarray(list(get("videoSentiments")), dtype=np.int64).reshape(-1)
+                sentiments = _class_indices(get("videoSentiments"), source, dlg, "videoSentiments",
+                                            len(spec.sentiment_names))
                 lengths["videoSentiments"] = len(sentiments)
             layers = []
             for name in text_fields:
@@ -179,19 +226,20 @@ def read_pickle(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             check_lengths(source, dlg, lengths)
             if sentiments is None:
                 sentiments = sentiments_from_labels(labels, spec)
-            else:
-                check_labels(source, dlg, "videoSentiments", sentiments, len(spec.sentiment_names))
             dialogues[dlg] = RawDialogue(dlg, speakers, labels, sentiments, texts, uids, layers, feats)
     return RawCorpus(spec, source, dialogues, splits)
 
 
-def _meld_seconds(col) -> np.ndarray:
-    """MELD ``HH:MM:SS,mmm`` -> seconds."""
+def _meld_seconds(col, source: str = "", dlg: str | None = None, field: str = "StartTime") -> np.ndarray:
+    """MELD ``HH:MM:SS,mmm`` -> seconds; anything else is an error naming file, dialogue and column."""
     out = []
     for v in col:
         hms, _, ms = str(v).strip().partition(",")
-        h, m, s = (float(x) for x in hms.split(":"))
-        out.append(h * 3600 + m * 60 + s + (float(ms) / 1000.0 if ms else 0.0))
+        try:
+            h, m, s = (float(x) for x in hms.split(":"))
+            out.append(h * 3600 + m * 60 + s + (float(ms) / 1000.0 if ms else 0.0))
+        except ValueError:
+            raise fail(source, dlg, field, f"expected a time HH:MM:SS,mmm, got {v!r}") from None
     return np.asarray(out, dtype=np.float64)
 
 
@@ -208,7 +256,11 @@ def read_meld_tables(folder: str | Path) -> dict[str, "object"]:
         p = folder / name
         if not p.is_file():
             raise FileNotFoundError(f"{p}: missing (MELD CSV folder needs {', '.join(MELD_CSV_SPLITS.values())})")
-        df = pd.read_csv(p, encoding="utf-8", keep_default_na=False)
+        try:
+            df = pd.read_csv(p, encoding="utf-8", keep_default_na=False)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise DataValidationError(f"{p}: not a readable MELD CSV ({type(exc).__name__}: {detail})") from None
         missing = [c for c in MELD_CSV_COLUMNS if c not in df.columns]
         if missing:
             raise DataValidationError(f"{p}: missing column(s) {missing}; expected {list(MELD_CSV_COLUMNS)}")
@@ -237,7 +289,8 @@ def read_meld_csv(path: str | Path, spec: DatasetSpec) -> RawCorpus:
             uids = [f"{dlg}_{u}" for u in g["Utterance_ID"]]
             dialogues[dlg] = RawDialogue(
                 dlg, [str(s) for s in g["Speaker"]], labels, sents, [str(t) for t in g["Utterance"]], uids,
-                start=_meld_seconds(g["StartTime"]), end=_meld_seconds(g["EndTime"]))
+                start=_meld_seconds(g["StartTime"], source, dlg, "StartTime"),
+                end=_meld_seconds(g["EndTime"], source, dlg, "EndTime"))
             splits[split].append(dlg)
     return RawCorpus(spec, str(path), dialogues, splits)
 
@@ -296,7 +349,7 @@ def resolve_path(spec: DatasetSpec, path: str | Path | None) -> Path:
     if path:
         return Path(path)
     if spec.default_path is None:
-        raise ValueError(f"dataset {spec.name!r} has no default file: give path")
+        raise ConfigError(f"field 'path': dataset {spec.name!r} has no default file; give --path")
 
     p = data_path(*spec.default_path)
     if p is None:
@@ -316,8 +369,9 @@ def detect(path: str | Path) -> list[str]:
         return []
     if path.suffix == ".csv" and path.name.endswith("_sent_emo.csv"):
         return ["meld_csv"]
-    with open(path, "rb") as fh:
-        obj = pickle.load(fh, encoding="latin1")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    obj = load_pickle(path)
     if not isinstance(obj, (tuple, list)):
         return []
     matches = []

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from erc.core.config import ConfigError
+
 #: The three affect dimensions, in this order everywhere (columns, model outputs, metric names).
 VAD_NAMES = ("valence", "arousal", "dominance")
 
@@ -193,8 +195,16 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
 ]}
 
 
+class UnknownDatasetError(ConfigError, KeyError):
+    """``--dataset`` names no registry entry (a ConfigError for the CLI, a KeyError for lookups)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}") from None
+        raise UnknownDatasetError(f"field 'dataset': unknown dataset {name!r}; registered: "
+                                  f"{', '.join(sorted(DATASETS))}") from None

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from erc.core.errors import FileFormatError
 from erc.core.io import atomic_write_bytes
 from erc.data.validate import DataValidationError
 
@@ -84,17 +87,25 @@ def write_embeddings(path: str | Path, embeddings: np.ndarray, dialogue_ids: Seq
 
 
 def read_embeddings(path: str | Path) -> EmbeddingTable:
+    """Read an embedding file (never unpickles: object arrays are refused); a damaged file is named."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: embedding file not found (write one with `cli.py embed`)")
-    with np.load(path, allow_pickle=False) as z:
-        need = ("embeddings", "utterance_ids", "dialogue_ids", "positions")
-        missing = [k for k in need if k not in z.files]
-        if missing:
-            raise DataValidationError(f"{path}: not an embedding file, missing array(s) {missing}")
-        emb = z["embeddings"].astype(np.float32)
-        t = EmbeddingTable(emb, z["utterance_ids"], z["dialogue_ids"], z["positions"].astype(np.int64),
-                           str(z["model"]) if "model" in z.files else "", str(path))
+    need = ("embeddings", "utterance_ids", "dialogue_ids", "positions")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in need if k not in z.files]
+            if missing:
+                raise DataValidationError(f"{path}: not an embedding file, missing array(s) {missing}")
+            emb = z["embeddings"].astype(np.float32)
+            t = EmbeddingTable(emb, z["utterance_ids"], z["dialogue_ids"], z["positions"].astype(np.int64),
+                               str(z["model"]) if "model" in z.files else "", str(path))
+    except DataValidationError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise FileFormatError(f"{path}: not a readable embedding file ({type(exc).__name__}: {detail}); "
+                              f"expected an .npz written by `cli.py embed` with arrays {list(need)}") from None
     if emb.ndim != 2 or not (len(t.utterance_ids) == len(t.dialogue_ids) == len(t.positions) == len(emb)):
         raise DataValidationError(f"{path}: field 'embeddings': expected (N, d) with N ids, got {emb.shape}")
     if not np.isfinite(emb).all():

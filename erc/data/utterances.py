@@ -23,6 +23,7 @@ import pandas as pd
 from erc.core.config import ConfigError
 from erc.data.registry import VAD_NAMES
 from erc.data.synthetic import generate_corpus
+from erc.data.validate import DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ SPLIT_NAMES = {"train": "train", "training": "train", "dev": "validation", "val"
 _UTTERANCE = re.compile(r"^(\S+?)\s*\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s*:\s?(.*)$")
 # ``[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]``
 _EVAL_HEADER = re.compile(r"^\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]")
+# Lines that are meant as a turn header / an utterance (start with '[', or name a turn) but may not parse.
+# In the release, the other lines are comments (%), per-annotator lines (C-E1:, A-F1:), blanks, and in
+# transcriptions speaker-only lines (``M: Yeah.``).
+_TURN_NAME = r"Ses\d+[FM]_"
+_EVAL_HEADER_LIKE = re.compile(rf"^\s*\[|{_TURN_NAME}")
+_UTTERANCE_LIKE = re.compile(rf"^\s*{_TURN_NAME}")
+EXPECTED_EVAL_HEADER = "[START - END]<TAB>TURN<TAB>EMOTION<TAB>[V, A, D]"
+EXPECTED_UTTERANCE = "TURN [START-END]: text"
+SHOW_FIRST = 5   # file:line examples per warning
 
 
 # --------------------------------------------------------------------------- IEMOCAP
@@ -55,22 +65,34 @@ def _session_of(folder: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _read_evaluation(path: Path) -> dict[str, tuple[str, float, float, float]]:
-    """Turn name -> (emotion, V, A, D) from the header lines of one EmoEvaluation file."""
+def _read_evaluation(path: Path, malformed: list[str] | None = None) -> dict[str, tuple[str, float, float, float]]:
+    """Turn name -> (emotion, V, A, D) from the header lines of one EmoEvaluation file.
+
+    Lines that look like a header (start with ``[`` or name a turn) but do not parse are
+    appended to ``malformed`` as ``file:line``; their turns stay unlabeled.
+    """
     out = {}
     with open(path, encoding="latin-1") as fh:
         for lineno, line in enumerate(fh, 1):
             m = _EVAL_HEADER.match(line)
             if not m:
-                continue  # comments, per-annotator lines (C-E1:, A-F1:), blanks
+                # comments, per-annotator lines (C-E1:, A-F1:), blanks; or a damaged header
+                if malformed is not None and not line.lstrip().startswith("%") and _EVAL_HEADER_LIKE.search(line):
+                    malformed.append(f"{path}:{lineno}")
+                continue
             parts = [p.strip() for p in m.group(5).split(",")]
             try:
                 v, a, d = (float(p) for p in parts)
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: field [V, A, D]: expected three numbers, "
-                                 f"got [{m.group(5)}]") from None
+                raise DataValidationError(f"{path}:{lineno}: field [V, A, D]: expected three numbers, "
+                                          f"got [{m.group(5)}]") from None
             out[m.group(3)] = (m.group(4), v, a, d)
     return out
+
+
+def _examples(items: list[str]) -> str:
+    shown = ", ".join(items[:SHOW_FIRST])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > SHOW_FIRST else "")
 
 
 def read_iemocap(root: str | Path, sessions: list[int] | None = None,
@@ -81,6 +103,12 @@ def read_iemocap(root: str | Path, sessions: list[int] | None = None,
     unlabeled rows (NaN V/A/D, emotion None). ``emotion`` is the release's
     majority label as written (``xxx`` = no majority). V/A/D outside
     ``vad_range`` are clipped, with one warning counting them.
+
+    Labels lost on the way are never silent: one warning each (counts, and
+    ``file:line`` for the first few) for EmoEvaluation lines that look like a turn
+    header but do not parse, transcription lines that look like an utterance but do
+    not parse, sessions whose EmoEvaluation folder is missing or holds no ``*.txt``,
+    and dialogues of the other sessions that get no label at all.
     """
     root = Path(root)
     session_dirs = sorted((p for p in root.glob("Session*") if _session_of(p) is not None), key=_session_of)
@@ -90,26 +118,40 @@ def read_iemocap(root: str | Path, sessions: list[int] | None = None,
         raise FileNotFoundError(f"{root}: no SessionN folders found; expected the IEMOCAP release layout "
                                 "ROOT/SessionN/dialog/transcriptions/*.txt")
     rows, n_eval_without_text = [], 0
+    bad_headers: list[str] = []
+    bad_utterances: list[str] = []
+    unlabeled_sessions: dict[str, list[str]] = {"missing": [], "empty": []}
+    unlabeled_dialogues: list[str] = []
+    n_rows_no_session_labels = 0
     for sdir in session_dirs:
         session = _session_of(sdir)
         trans_dir, eval_dir = sdir / "dialog" / "transcriptions", sdir / "dialog" / "EmoEvaluation"
         files = sorted(trans_dir.glob("*.txt"))
         if not files:
             raise FileNotFoundError(f"{trans_dir}: no transcription files (*.txt)")
+        has_labels = eval_dir.is_dir() and any(eval_dir.glob("*.txt"))
+        if not has_labels:
+            unlabeled_sessions["missing" if not eval_dir.is_dir() else "empty"].append(sdir.name)
         for tfile in files:
             dialogue = tfile.stem
             efile = eval_dir / tfile.name
-            labels = _read_evaluation(efile) if efile.is_file() else {}
+            labels = _read_evaluation(efile, bad_headers) if efile.is_file() else {}
+            if has_labels and not labels:
+                unlabeled_dialogues.append(str(efile) if efile.is_file() else f"{efile} (missing)")
             seen = set()
             with open(tfile, encoding="latin-1") as fh:
-                for line in fh:
+                for lineno, line in enumerate(fh, 1):
                     m = _UTTERANCE.match(line.rstrip("\r\n"))
                     if not m:
-                        continue  # "M: Yeah.", "F:[GARBAGE]", speaker-only tags, blanks
+                        # "M: Yeah.", "F:[GARBAGE]", speaker-only tags, blanks; or a damaged utterance line
+                        if _UTTERANCE_LIKE.match(line):
+                            bad_utterances.append(f"{tfile}:{lineno}")
+                        continue
                     uid, start, end, text = m.group(1), float(m.group(2)), float(m.group(3)), m.group(4).strip()
                     seen.add(uid)
                     speaker = uid.rsplit("_", 1)[-1][:1]
                     emo, v, a, d = labels.get(uid, (None, np.nan, np.nan, np.nan))
+                    n_rows_no_session_labels += not has_labels
                     rows.append(dict(utterance_id=uid, dialogue_id=dialogue, session=session,
                                      speaker=speaker, start=start, end=end, text=text, emotion=emo,
                                      valence=v, arousal=a, dominance=d))
@@ -117,6 +159,25 @@ def read_iemocap(root: str | Path, sessions: list[int] | None = None,
     if n_eval_without_text:
         logger.warning("%s: %d evaluated turns have no transcript line and were skipped",
                        root, n_eval_without_text)
+    if bad_headers:
+        logger.warning("%s: %d EmoEvaluation line(s) look like a turn header but do not parse (expected %s); "
+                       "their turns are unlabeled: %s", root, len(bad_headers), EXPECTED_EVAL_HEADER,
+                       _examples(bad_headers))
+    if bad_utterances:
+        logger.warning("%s: %d transcription line(s) look like an utterance but do not parse (expected %s) "
+                       "and were skipped: %s", root, len(bad_utterances), EXPECTED_UTTERANCE,
+                       _examples(bad_utterances))
+    if unlabeled_sessions["missing"] or unlabeled_sessions["empty"]:
+        how = "; ".join(f"EmoEvaluation folder {kind} in {', '.join(names)}"
+                        for kind, names in (("missing", unlabeled_sessions["missing"]),
+                                            ("without *.txt files", unlabeled_sessions["empty"])) if names)
+        logger.warning("%s: no labels for %d session(s) (%s): their %d utterance(s) are unlabeled",
+                       root, len(unlabeled_sessions["missing"]) + len(unlabeled_sessions["empty"]), how,
+                       n_rows_no_session_labels)
+    if unlabeled_dialogues:
+        logger.warning("%s: %d dialogue(s) of labeled sessions get no label (EmoEvaluation file missing or "
+                       "without a turn header); their utterances are unlabeled: %s", root,
+                       len(unlabeled_dialogues), _examples(unlabeled_dialogues))
     df = clip_vad(pd.DataFrame(rows, columns=list(COLUMNS)), vad_range, source=str(root))
     df["emotion"] = df["emotion"].astype(object).where(df["emotion"].notna(), None)
     return df
@@ -139,28 +200,91 @@ def clip_vad(df: pd.DataFrame, vad_range: tuple[float, float] | None, source: st
 
 
 # --------------------------------------------------------------------------- tables
-def read_any_table(path: Path) -> pd.DataFrame:
-    """Read a CSV / TSV / JSONL / Parquet table by its suffix, columns as they are."""
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
-    if suffix in (".csv", ".csv.gz"):
-        return pd.read_csv(path, keep_default_na=True)
-    if suffix in (".tsv",):
-        return pd.read_csv(path, sep="\t")
+# The cells pandas reads as missing by default; they stay missing in numeric columns (V/A/D), never in
+# the columns read as text (ids, texts, dialogue ids, splits), where ``None`` or ``NA`` is a real value.
+NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _table_suffix(path: Path) -> str:
+    return "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """Values as strings exactly as the file holds them; only a real null (JSON null, Parquet null) is missing."""
+    return pd.Series([v if isinstance(v, str) else (None if v is None or (isinstance(v, float) and np.isnan(v))
+                                                    else str(v)) for v in col], index=col.index, dtype=object)
+
+
+def read_any_table(path: Path, text_columns: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    """Read a CSV / TSV / JSONL / Parquet table by its suffix.
+
+    ``text_columns`` (ids, texts) are read as strings exactly as written: ``001`` keeps
+    its zeros and ``None`` / ``NA`` / ``null`` / ``n/a`` are text, not missing. Other
+    columns are parsed as pandas does by default (numbers, missing cells as NaN).
+    """
+    path = Path(path)
+    suffix = _table_suffix(path)
+    text_columns = tuple(c for c in text_columns if c)
+    if suffix in (".csv", ".csv.gz", ".tsv"):
+        sep = "\t" if suffix == ".tsv" else ","
+        header = pd.read_csv(path, sep=sep, nrows=0).columns
+        text = [c for c in header if c in text_columns]
+        return pd.read_csv(path, sep=sep, dtype={c: str for c in text}, keep_default_na=False,
+                           na_values={c: list(NA_STRINGS) for c in header if c not in text})
     if suffix in (".jsonl", ".jsonl.gz", ".json"):
-        return pd.read_json(path, lines=suffix != ".json")
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise ConfigError(f"{path}: unknown table format '{suffix}'; expected .csv, .tsv, .jsonl or .parquet")
+        # dtype=False: values keep their JSON types (a string id stays a string); precise floats for V/A/D
+        df = pd.read_json(path, lines=suffix != ".json", dtype=False, precise_float=True)
+    elif suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        raise ConfigError(f"{path}: unknown table format '{suffix}'; expected .csv, .tsv, .jsonl or .parquet")
+    for c in text_columns:
+        if c in df.columns:
+            df[c] = _as_text(df[c])
+    return df
+
+
+def _numbers(col: pd.Series, path: Path, name: str) -> np.ndarray:
+    """A V/A/D column as float64: numbers, or missing (NaN); any other value is an error naming the row."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    out = np.full(len(col), np.nan)
+    for i, v in enumerate(col):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() in NA_STRINGS):
+            continue
+        try:
+            if isinstance(v, bool):
+                raise ValueError(v)
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            raise DataValidationError(f"{path}: column '{name}', data row {i + 1}: expected a number, got {v!r}"
+                                      ) from None
+    return out
+
+
+def _ids(col: pd.Series, path: Path, name: str) -> pd.Series:
+    """An id column as strings; an empty or null id is an error naming the row."""
+    values = _as_text(col)
+    bad = [i for i, v in enumerate(values) if v is None or v == ""]
+    if bad:
+        raise DataValidationError(f"{path}: column '{name}', data row {bad[0] + 1}: empty id "
+                                  f"({len(bad)} row(s)); expected one id per row")
+    return values.astype(object)
 
 
 def read_table(path: str | Path, text: str = "text", valence: str = "valence", arousal: str = "arousal",
                dominance: str = "dominance", id: str = "", dialogue: str = "", split: str = "",
                vad_range: tuple[float, float] | None = None, require_labels: bool = True) -> pd.DataFrame:
-    """Any CSV/JSONL/Parquet through a column mapping; V/A/D columns may be absent if not required."""
+    """Any CSV/JSONL/Parquet through a column mapping; V/A/D columns may be absent if not required.
+
+    Ids, texts, dialogue ids and splits are kept as strings exactly as written
+    (:func:`read_any_table`); V/A/D parse as numbers (missing cells: NaN = unlabeled).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    raw = read_any_table(path)
+    raw = read_any_table(path, text_columns=(text, id, dialogue, split))
     mapping = dict(text=text, valence=valence, arousal=arousal, dominance=dominance)
     needed = ["text"] + (list(VAD_COLUMNS) if require_labels else [])
     for key in needed + [k for k, v in dict(id=id, dialogue=dialogue, split=split).items() if v]:
@@ -170,19 +294,20 @@ def read_table(path: str | Path, text: str = "text", valence: str = "valence", a
                               f"{', '.join(map(str, raw.columns))}; set --{key if key != 'text' else 'text'}"
                               f"-column")
     n = len(raw)
+    texts = _as_text(raw[text])
     df = pd.DataFrame({
-        "utterance_id": raw[id].astype(str) if id else [f"row{i:06d}" for i in range(n)],
+        "utterance_id": _ids(raw[id], path, id) if id else [f"row{i:06d}" for i in range(n)],
         "dialogue_id": None,
         "session": -1, "speaker": None, "start": np.nan, "end": np.nan,
-        "text": raw[text].fillna("").astype(str), "emotion": None,
+        "text": texts.where(texts.notna(), "").astype(object), "emotion": None,
     })
     # without a dialogue column every row is its own dialogue
-    df["dialogue_id"] = raw[dialogue].astype(str) if dialogue else df["utterance_id"]
+    df["dialogue_id"] = _ids(raw[dialogue], path, dialogue) if dialogue else df["utterance_id"]
     for c in VAD_COLUMNS:
         col = mapping[c]
-        df[c] = pd.to_numeric(raw[col], errors="coerce") if col in raw.columns else np.nan
+        df[c] = _numbers(raw[col], path, col) if col in raw.columns else np.nan
     if split:
-        names = raw[split].astype(str).str.strip().str.lower()
+        names = _as_text(raw[split]).fillna("").astype(str).str.strip().str.lower()
         bad = sorted(set(names) - set(SPLIT_NAMES))
         if bad:
             raise ConfigError(f"{path}: column '{split}' has values {bad}; expected one of "

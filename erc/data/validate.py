@@ -5,9 +5,11 @@ from typing import Iterable
 
 import numpy as np
 
+from erc.core.errors import ErcError
 
-class DataValidationError(ValueError):
-    """A dataset file that breaks the layout its registry entry describes."""
+
+class DataValidationError(ErcError, ValueError):
+    """A dataset file that breaks the layout its registry entry describes (the CLI prints it, exit 2)."""
 
 
 def fail(source: str, dialogue: str | None, field: str, problem: str) -> DataValidationError:
@@ -17,12 +19,22 @@ def fail(source: str, dialogue: str | None, field: str, problem: str) -> DataVal
     return DataValidationError(f"{where}: field {field!r}: {problem}")
 
 
+def rows_of(value, source: str, dialogue: str | None, field: str, what: str = "value") -> list:
+    """A per-utterance field as a list (one entry per utterance); a scalar, string or mapping is an error."""
+    if isinstance(value, (str, bytes, bytearray, dict, set, frozenset)) or not hasattr(value, "__iter__"):
+        raise fail(source, dialogue, field, f"expected a list with one {what} per utterance, "
+                                            f"got {type(value).__name__}")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        raise fail(source, dialogue, field, f"expected a list with one {what} per utterance, got a 0-d array")
+    return list(value)
+
+
 def as_matrix(value, source: str, dialogue: str, field: str, dim: int | None) -> np.ndarray:
     """A per-utterance feature list/array as a float32 (n, d) matrix, checking d and finiteness."""
     if isinstance(value, np.ndarray) and value.ndim == 2:
         arr = value
     else:
-        rows = list(value)
+        rows = rows_of(value, source, dialogue, field, "feature vector")
         if not rows:
             raise fail(source, dialogue, field, "no utterances (empty dialogue)")
         lens = [int(np.asarray(r).size) for r in rows]
@@ -31,8 +43,14 @@ def as_matrix(value, source: str, dialogue: str, field: str, dim: int | None) ->
             raise fail(source, dialogue, field,
                        f"feature dimension differs between utterances: utterance 0 has {lens[0]}, "
                        f"utterance {first} has {lens[first]}")
-        arr = np.stack([np.asarray(r, dtype=np.float32).reshape(-1) for r in rows])
-    arr = np.asarray(arr, dtype=np.float32)
+        try:
+            arr = np.stack([np.asarray(r, dtype=np.float32).reshape(-1) for r in rows])
+        except (TypeError, ValueError):
+            raise fail(source, dialogue, field, "expected numeric feature vectors") from None
+    try:
+        arr = np.asarray(arr, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise fail(source, dialogue, field, f"expected a numeric (n, d) matrix, got dtype {arr.dtype}") from None
     if dim is not None and arr.shape[1] != dim:
         raise fail(source, dialogue, field, f"expected feature dimension {dim} (registry), got {arr.shape[1]}")
     bad = ~np.isfinite(arr)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from erc.core.config import save_config
-from erc.core.io import read_json, write_csv, write_json
+from erc.core.io import check_writable, read_json, write_csv, write_json
 from erc.core.logs import setup_logging
 from erc.data.dialogues import load_splits, make_loader
 from erc.graph.config import DifficultyConfig
@@ -177,6 +177,7 @@ def load_difficulty(path: str | Path) -> dict[str, float]:
 def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     """Score the dialogues of ``cfg.split`` and write ``cfg.output`` (+ the resolved config next to it)."""
     setup_logging(True)
+    check_writable(cfg.output, "field 'output':")          # before loading and scoring
     splits = load_splits(cfg.data)
     dialogues = splits.split(cfg.split)
     if not dialogues:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
-from dataclasses import asdict, dataclass, field
+import pickle
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from erc.core.io import atomic_write_bytes, write_json
+from erc.core.errors import FileFormatError
+from erc.core.io import atomic_write_bytes, read_json, write_json
 from erc.graph.edges import cross_modal_graph, num_distance_buckets, shift_pairs, temporal_graph
 from erc.graph.layers import PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation
 
@@ -177,16 +178,50 @@ def save_graph_model(model: GraphSmile, directory: str | Path, extra: dict | Non
 
 
 def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[GraphSmile, dict]:
-    """Rebuild a model saved by :func:`save_graph_model`; returns ``(model in eval mode, meta)``."""
+    """Rebuild a model saved by :func:`save_graph_model`; returns ``(model in eval mode, meta)``.
+
+    Every field of :class:`GraphModelConfig` must be in ``model_config.json`` (a missing
+    or unknown key is an error naming the file and the key, never a silent default);
+    ``model.pt`` is read with ``torch.load(weights_only=True)``. A damaged file raises
+    :class:`erc.core.errors.FileFormatError` naming it.
+    """
     directory = Path(directory)
     meta_path, weights = directory / META_FILE, directory / MODEL_FILE
     for p in (meta_path, weights):
         if not p.is_file():
             raise FileNotFoundError(f"{p} missing: {directory} is not a saved graph model "
                                     f"(expected {META_FILE} and {MODEL_FILE})")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    model = GraphSmile(GraphModelConfig(**meta["model"]))
-    model.load_state_dict(torch.load(weights, map_location=map_location, weights_only=True))
+    meta = read_json(meta_path)
+    arch = meta.get("model") if isinstance(meta, dict) else None
+    if not isinstance(arch, dict):
+        raise FileFormatError(f"{meta_path}: field 'model': expected the architecture as a JSON object "
+                              f"(the fields of GraphModelConfig), got {type(arch).__name__}")
+    names = [f.name for f in fields(GraphModelConfig)]
+    missing = [n for n in names if n not in arch]
+    unknown = sorted(set(arch) - set(names))
+    if missing or unknown:
+        raise FileFormatError(f"{meta_path}: field 'model': " + "; ".join(
+            part for part in (f"missing key(s) {missing}" if missing else "",
+                              f"unknown key(s) {unknown}" if unknown else "") if part)
+            + f"; expected exactly the keys {names}")
+    try:
+        model = GraphSmile(GraphModelConfig(**arch))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FileFormatError(f"{meta_path}: field 'model': cannot build the model from it ({exc})") from None
+    try:
+        state = torch.load(weights, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's own text suggests weights_only=False: never do that here
+        raise FileFormatError(f"{weights}: refusing to load: it holds objects other than tensors (read with "
+                              "torch.load(weights_only=True); save_graph_model writes only a state dict)") from None
+    except Exception as exc:  # truncated zip, not a torch file: name the file
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise FileFormatError(f"{weights}: cannot be read as a state dict saved by torch.save "
+                              f"({type(exc).__name__}: {detail})") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise FileFormatError(f"{weights}: does not match the architecture in {META_FILE} ({detail})") from None
     model.eval()
     return model, meta
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from erc.core.config import ConfigError, config_from_dict, load_yaml
-from erc.core.io import write_csv
+from erc.core.io import check_writable, write_csv
 from erc.core.logs import setup_logging
 from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import apply_normalization, load_splits, make_loader
@@ -81,6 +81,7 @@ def predict_dialogues(model, dialogues, batch_size: int = 32) -> list[dict]:
 def run_predict_graph(cfg: PredictGraphConfig) -> Path:
     setup_logging(True)
     cfg.validate()
+    check_writable(cfg.output, "field 'output':")          # before loading and predicting
     model, meta = load_graph_model(cfg.model_dir)
     cfg_path = Path(cfg.model_dir) / "config.yaml"
     train_cfg = load_yaml(cfg_path)

@@ -12,14 +12,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from erc.core.config import save_config
+from erc.core.config import ConfigError, save_config
+from erc.core.errors import ErcError
+from erc.core.io import check_writable
 from erc.core.logs import setup_logging
 from erc.data.readers import read_corpus
 from erc.data.registry import get_spec
 from erc.data.text import write_embeddings
-from erc.encoders.hf import encode_texts, load_encoder
+from erc.data.validate import DataValidationError
+from erc.encoders.hf import EncoderLoadError, encode_texts, load_encoder
 from erc.vad.config import EmbedConfig
-from erc.vad.model import VADRegressor, is_vad_model_dir
+from erc.vad.model import is_vad_model_dir
+from erc.vad.predict import check_model_folder, load_vad_model
 
 logger = logging.getLogger(__name__)
 
@@ -27,21 +31,31 @@ logger = logging.getLogger(__name__)
 def encoder_fn(model: str, pooling: str, batch_size: int):
     """``texts -> (n, d)`` from a fine-tuned VADRegressor folder or any encoder erc.encoders.hf can load."""
     if Path(model).is_dir() and is_vad_model_dir(model):
-        reg = VADRegressor.from_pretrained(model)
+        reg = load_vad_model(model)
         return lambda texts: reg.embed(texts, batch_size=batch_size)
-    enc, tok = load_encoder(model)
+    if Path(model).is_dir():
+        check_model_folder(model, "field 'model'")
+    try:
+        enc, tok = load_encoder(model)
+    except (ConfigError, ErcError):
+        raise
+    except Exception as exc:  # a damaged local folder: transformers' errors do not always name the file
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise EncoderLoadError(f"field 'model': {model}: cannot load the encoder ({type(exc).__name__}: "
+                               f"{detail})") from exc
     return lambda texts: encode_texts(enc, tok, texts, pooling=pooling, batch_size=batch_size)
 
 
 def run_embed(cfg: EmbedConfig) -> Path:
     setup_logging(True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    check_writable(cfg.output, "field 'output':")          # before reading and encoding
     spec = get_spec(cfg.dataset)
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,
                          synthetic_seed=cfg.synthetic_seed)
     dlgs = list(corpus.dialogues.values())
     if any(d.texts is None for d in dlgs):
-        raise ValueError(f"{corpus.source}: dataset {spec.name!r} has no transcripts to embed")
+        raise DataValidationError(f"{corpus.source}: dataset {spec.name!r} has no transcripts to embed")
     texts = [t for d in dlgs for t in d.texts]
     dialogue_ids = [d.dialogue_id for d in dlgs for _ in range(len(d))]
     positions = [i for d in dlgs for i in range(len(d))]

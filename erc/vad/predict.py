@@ -5,21 +5,54 @@ import logging
 from pathlib import Path
 
 from erc.core.config import ConfigError
-from erc.core.io import write_csv
+from erc.core.errors import ErcError
+from erc.core.io import check_safetensors, check_writable, read_json, write_csv
 from erc.core.logs import setup_logging
 from erc.data.registry import VAD_NAMES
+from erc.encoders.hf import EncoderLoadError
 from erc.vad.data import read_prediction_input
 from erc.vad.model import VADRegressor
 
 logger = logging.getLogger(__name__)
 
 
+def check_model_folder(model_dir: str | Path, what: str = "field 'model_dir'") -> Path:
+    """A model folder exists and its JSON and safetensors files are whole; a damaged one is named.
+
+    Catches a truncated ``model.safetensors`` / ``vad_head.safetensors`` or a cut
+    ``config.json`` before a loader fails on it with a message that names no file.
+    """
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what}: {path}: no such folder (expected a model folder, e.g. the "
+                                "best_model/ of a finetune run)")
+    for f in sorted(path.glob("*.safetensors")):
+        check_safetensors(f)
+    for f in sorted(path.glob("*.json")):
+        read_json(f)
+    return path
+
+
+def load_vad_model(model_dir: str | Path):
+    """:meth:`VADRegressor.from_pretrained` with every failure reported as an error naming the folder or file."""
+    path = check_model_folder(model_dir)
+    try:
+        return VADRegressor.from_pretrained(path)
+    except (ConfigError, ErcError):
+        raise
+    except Exception as exc:  # a damaged folder: the loaders' own errors do not say which
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise EncoderLoadError(f"{path}: cannot load the V/A/D model folder ({type(exc).__name__}: {detail})"
+                               ) from exc
+
+
 def run_predict(cfg) -> dict:
     setup_logging(True)
     if not cfg.input:
         raise ConfigError("field 'input': give --input (a CSV of texts, a .txt file or an IEMOCAP root)")
+    check_writable(cfg.output, "field 'output':")          # before reading, loading and predicting
     df = read_prediction_input(cfg.input, text_column=cfg.data.text_column, id_column=cfg.data.id_column)
-    model = VADRegressor.from_pretrained(cfg.model_dir)
+    model = load_vad_model(cfg.model_dir)
     pred = model.predict(df["text"].tolist(), batch_size=cfg.batch_size, progress=True)
     rows = [{"utterance_id": uid, **{d: float(p[j]) for j, d in enumerate(VAD_NAMES)}}
             for uid, p in zip(df["utterance_id"], pred)]
