@@ -46,13 +46,23 @@ def synthetic_release(tmp_path_factory, synthetic_corpus) -> Path:
                                                   unlabeled_sessions=(5,))
 
 
+def data_required() -> bool:
+    """``ERC_REQUIRE_DATA`` set (and not ``0``): a missing real-data file fails the test instead of
+    skipping it, so a CI run cannot pass by skipping every real-data test (``.ci/run`` sets it)."""
+    return os.environ.get("ERC_REQUIRE_DATA", "").strip() not in ("", "0")
+
+
 def require_data(*parts: str) -> Path:
-    """Path under the real-data folder, or skip the test saying what is missing."""
+    """Path under the real-data folder, or skip the test saying what is missing (fail under
+    ``ERC_REQUIRE_DATA=1``). Every test that reads real data gets its path here."""
     from erc.core.paths import data_dir, data_path
 
-    if data_dir() is None:
-        pytest.skip("real data folder absent (set ERC_DATA_DIR or place ../shared/data)")
-    p = data_path(*parts)
-    if p is None:
-        pytest.skip(f"{'/'.join(parts)} absent under {data_dir()}")
-    return p
+    root = data_dir()
+    p = data_path(*parts) if root is not None else None
+    if p is not None:
+        return p
+    why = ("real data folder absent (set ERC_DATA_DIR or place ../shared/data)" if root is None
+           else f"{'/'.join(parts)} absent under {root}")
+    if data_required():
+        pytest.fail(f"ERC_REQUIRE_DATA is set but {why}", pytrace=False)
+    pytest.skip(why)
