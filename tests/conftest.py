@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def synthetic_release(tmp_path_factory, synthetic_corpus) -> Path:
     """The synthetic corpus written in the IEMOCAP release layout (session 5 unlabeled)."""
     return synthetic_corpus.write_iemocap_release(tmp_path_factory.mktemp("release"),
                                                   unlabeled_sessions=(5,))
+
+
+def free_port() -> int:
+    """A TCP port that is free now (the OS picks it: bind to port 0), for a multi-process test's
+    rendezvous. A fixed port fails when two runs, or a leftover process, hold it at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def data_required() -> bool:
