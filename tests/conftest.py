@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -16,6 +17,21 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: on a machine without it, selecting them (``-m gpu``) skips
+    them with that reason instead of failing."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in gpu:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +62,31 @@ def synthetic_release(tmp_path_factory, synthetic_corpus) -> Path:
                                                   unlabeled_sessions=(5,))
 
 
+def free_port() -> int:
+    """A TCP port that is free now (the OS picks it: bind to port 0), for a multi-process test's
+    rendezvous. A fixed port fails when two runs, or a leftover process, hold it at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def data_required() -> bool:
+    """``ERC_REQUIRE_DATA`` set (and not ``0``): a missing real-data file fails the test instead of
+    skipping it, so a CI run cannot pass by skipping every real-data test (``.ci/run`` sets it)."""
+    return os.environ.get("ERC_REQUIRE_DATA", "").strip() not in ("", "0")
+
+
 def require_data(*parts: str) -> Path:
-    """Path under the real-data folder, or skip the test saying what is missing."""
+    """Path under the real-data folder, or skip the test saying what is missing (fail under
+    ``ERC_REQUIRE_DATA=1``). Every test that reads real data gets its path here."""
     from erc.core.paths import data_dir, data_path
 
-    if data_dir() is None:
-        pytest.skip("real data folder absent (set ERC_DATA_DIR or place ../shared/data)")
-    p = data_path(*parts)
-    if p is None:
-        pytest.skip(f"{'/'.join(parts)} absent under {data_dir()}")
-    return p
+    root = data_dir()
+    p = data_path(*parts) if root is not None else None
+    if p is not None:
+        return p
+    why = ("real data folder absent (set ERC_DATA_DIR or place ../shared/data)" if root is None
+           else f"{'/'.join(parts)} absent under {root}")
+    if data_required():
+        pytest.fail(f"ERC_REQUIRE_DATA is set but {why}", pytrace=False)
+    pytest.skip(why)

@@ -46,11 +46,23 @@ def test_metrics_equal_sklearn_on_fixed_input():
     assert 0.5 < m["accuracy"] < 1.0  # separable-ish classes: well above chance (0.25)
 
 
-def test_separable_input_is_classified_perfectly():
-    x = np.array([[1.0, 1, 1]] * 10 + [[5.0, 5, 5]] * 10)
-    y = np.array([0] * 10 + [1] * 10)
-    res = forest_emotion_metrics(x, y, x[[0, 15]], y[[0, 15]], ["a", "b"], grid=GRID, cv_folds=2)
-    assert res.metrics["accuracy"] == 1.0 and res.metrics["confusion_matrix"] == [[1, 0], [0, 1]]
+def test_held_out_points_near_the_boundary_are_classified_by_side():
+    # Classes differ in valence only: class 0 at V in 1.0..2.7, class 1 at V in 3.3..5.0 (step 0.1),
+    # arousal and dominance constant. The closest points of each class (2.7 and 3.3) are repeated
+    # 10 times, so every bootstrap sample holds them and every tree splits at V = 3.0.
+    lo = np.round(np.arange(1.0, 2.75, 0.1), 2).tolist() + [2.7] * 9
+    hi = np.round(np.arange(3.3, 5.05, 0.1), 2).tolist() + [3.3] * 9
+    v = np.array(lo + hi)
+    x = np.column_stack([v, np.full(len(v), 2.0), np.full(len(v), 4.5)])
+    y = np.array([0] * len(lo) + [1] * len(hi))
+    # held out: none of these valences is a training value; 2.95 and 3.05 sit next to the boundary
+    v_test = np.array([1.05, 2.75, 2.85, 2.95, 3.05, 3.15, 3.25, 4.95])
+    y_test = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    assert not set(v_test.round(2)) & set(v.round(2))
+    x_test = np.column_stack([v_test, np.full(8, 2.0), np.full(8, 4.5)])
+    res = forest_emotion_metrics(x, y, x_test, y_test, ["a", "b"], grid=GRID, cv_folds=2)
+    np.testing.assert_array_equal(res.y_pred, y_test)
+    assert res.metrics["accuracy"] == 1.0 and res.metrics["confusion_matrix"] == [[4, 0], [0, 4]]
 
 
 def test_cv_folds_keep_dialogues_whole():

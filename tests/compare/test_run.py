@@ -63,20 +63,139 @@ def test_compare_writes_all_three_report_files(compare_run):
     assert html.count("<img ") == html.count("src='data:image/png;base64,") == 6  # self-contained
 
 
-def test_report_numbers_match_prediction_tables(compare_run):
-    """The V/A/D metrics in report.json are recomputable from the written prediction CSV."""
+DIMS = ("valence", "arousal", "dominance")
+# class sets written out here (not taken from erc.compare.data): raw emotion -> class, in output order
+CLASS_SETS = {"iemocap4": (["ang", "hap", "sad", "neu"], {"exc": "hap"}),
+              "iemocap6": (["hap", "sad", "neu", "ang", "exc", "fru"], {})}
+
+
+def _prediction_tables(run: Path, rep: dict) -> dict:
+    """predictions_{train,test}.csv; each setting's columns carried at full precision.
+
+    The CSVs round predictions to 5 decimals, which moves a few Random Forest splits, so the
+    digits come from the prediction cache (``predictions/*.npz``) after checking that each
+    cached array rounds to exactly the CSV's columns."""
     import pandas as pd
 
-    from erc.core.metrics import regression_metrics
-    from erc.data.registry import VAD_NAMES
+    tables = {split: pd.read_csv(run / f"predictions_{split}.csv") for split in ("train", "test")}
+    cached = [np.load(f) for f in sorted((run / "predictions").glob("*.npz"))]
+    for s in rep["settings"]:
+        if s["kind"] == "gold":
+            continue
+        cols = [f"{s['name']}:{d}" for d in DIMS]
+        match = [z for z in cached
+                 if all(np.abs(z[f"pred_{sp}"] - tables[sp][cols].to_numpy()).max() <= 5.01e-6
+                        for sp in ("train", "test"))]
+        assert len(match) == 1, f"{s['name']}: {len(match)} cached arrays round to its CSV columns"
+        for sp in ("train", "test"):
+            tables[sp][cols] = match[0][f"pred_{sp}"]
+    return tables
+
+
+def _lin_ccc(p: np.ndarray, t: np.ndarray) -> float:
+    return 2 * np.cov(p, t, bias=True)[0, 1] / (p.var() + t.var() + (p.mean() - t.mean()) ** 2)
+
+
+def test_report_numbers_match_prediction_tables(compare_run):
+    """Every V/A/D metric of report.json, recomputed from the prediction tables with scikit-learn / scipy."""
+    from scipy.stats import pearsonr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
 
     rep = json.loads((compare_run / "report.json").read_text())
-    df = pd.read_csv(compare_run / "predictions_test.csv")
-    gold = df[["gold_valence", "gold_arousal", "gold_dominance"]].to_numpy()
-    pred = df[[f"zero-shot anchor:{d}" for d in ("valence", "arousal", "dominance")]].to_numpy()
-    m = regression_metrics(pred, gold, VAD_NAMES)
-    assert m["valence_pearson"] == pytest.approx(rep["vad_metrics"]["zero-shot anchor"]["test"]["valence_pearson"], abs=1e-4)
-    assert np.all((pred >= 1) & (pred <= 5))
+    tables = _prediction_tables(compare_run, rep)
+    settings = [s["name"] for s in rep["settings"] if s["kind"] != "gold"]
+    assert set(rep["vad_metrics"]) == set(settings)
+    for setting in settings:
+        for split in ("train", "test"):
+            gold = tables[split][[f"gold_{d}" for d in DIMS]].to_numpy()
+            pred = tables[split][[f"{setting}:{d}" for d in DIMS]].to_numpy()
+            assert np.all((pred >= 1) & (pred <= 5))
+            ref = {"mse": mean_squared_error(gold, pred), "mae": mean_absolute_error(gold, pred)}
+            ref["rmse"] = np.sqrt(ref["mse"])
+            for j, d in enumerate(DIMS):
+                ref[f"{d}_mse"] = mean_squared_error(gold[:, j], pred[:, j])
+                ref[f"{d}_rmse"] = np.sqrt(ref[f"{d}_mse"])
+                ref[f"{d}_mae"] = mean_absolute_error(gold[:, j], pred[:, j])
+                ref[f"{d}_pearson"] = pearsonr(pred[:, j], gold[:, j])[0]
+                ref[f"{d}_ccc"] = _lin_ccc(pred[:, j], gold[:, j])
+            ref["pearson"] = np.mean([ref[f"{d}_pearson"] for d in DIMS])
+            ref["ccc"] = np.mean([ref[f"{d}_ccc"] for d in DIMS])
+            got = rep["vad_metrics"][setting][split]
+            for k, v in ref.items():
+                assert got[k] == pytest.approx(v, abs=1e-7), (setting, split, k)
+
+
+def test_forest_numbers_match_a_refit_on_the_prediction_tables(compare_run):
+    """Each setting's forest: refit with scikit-learn on that setting's train predictions (CV on
+    train, folds by dialogue), scored on its test predictions; accuracy, F1s and confusion equal."""
+    import yaml
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+
+    rep = json.loads((compare_run / "report.json").read_text())
+    cfg = yaml.safe_load((compare_run / "config.yaml").read_text())
+    tables = _prediction_tables(compare_run, rep)
+    grid = {"n_estimators": cfg["forest_n_estimators"],
+            "max_depth": [None if v <= 0 else v for v in cfg["forest_max_depth"]],
+            "min_samples_leaf": cfg["forest_min_samples_leaf"]}
+    assert set(rep["emotion_metrics"]) == set(CLASS_SETS)
+    for cs, (labels, merge) in CLASS_SETS.items():
+        rows = {}
+        for split, df in tables.items():
+            e = df["emotion"].map(lambda x: merge.get(x, x))
+            keep = e.isin(labels).to_numpy()
+            rows[split] = keep, np.array([labels.index(x) for x in e[keep]])
+        (ktr, ytr), (kte, yte) = rows["train"], rows["test"]
+        entry = rep["emotion_metrics"][cs]
+        assert entry["labels"] == labels and entry["n_test"] == len(yte) and entry["n_train"] == len(ytr)
+        assert np.bincount(ytr).min() >= cfg["cv_folds"]    # so the folds are exactly cv_folds
+        groups = tables["train"]["utterance_id"].str.rsplit("_", n=1).str[0].to_numpy()[ktr]  # SynNN_dlgNNN
+        for s in rep["settings"]:
+            cols = [f"gold_{d}" if s["kind"] == "gold" else f"{s['name']}:{d}" for d in DIMS]
+            per_seed = entry["settings"][s["name"]]["per_seed"]
+            assert [r["seed"] for r in per_seed] == cfg["forest_seeds"]
+            for r in per_seed:
+                search = GridSearchCV(RandomForestClassifier(random_state=r["seed"]), grid,
+                                      scoring=cfg["cv_scoring"],
+                                      cv=StratifiedGroupKFold(cfg["cv_folds"], shuffle=True, random_state=r["seed"]))
+                search.fit(tables["train"][cols].to_numpy()[ktr], ytr, groups=groups)
+                y_pred = search.predict(tables["test"][cols].to_numpy()[kte])
+                where = (cs, s["name"], r["seed"])
+                assert r["accuracy"] == pytest.approx(accuracy_score(yte, y_pred)), where
+                assert r["weighted_f1"] == pytest.approx(f1_score(yte, y_pred, average="weighted")), where
+                assert r["macro_f1"] == pytest.approx(f1_score(yte, y_pred, average="macro")), where
+                assert r["confusion_matrix"] == confusion_matrix(yte, y_pred, labels=range(len(labels))).tolist()
+            summary = entry["settings"][s["name"]]["summary"]
+            assert summary["accuracy"]["mean"] == pytest.approx(np.mean([r["accuracy"] for r in per_seed]))
+
+
+def test_every_embedded_image_is_a_png(compare_run):
+    """Each <img> of report.html is a base64 data URI that decodes to a complete PNG, byte for byte the
+    figure file it was made from."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    rep = json.loads((compare_run / "report.json").read_text())
+    html = (compare_run / "report.html").read_text()
+    srcs = re.findall(r"<img [^>]*src='([^']*)'", html)
+    assert len(srcs) == html.count("<img ") == len(rep["figures"]) == 6
+    files = {(compare_run / f).read_bytes() for f in rep["figures"].values()}
+    for src in srcs:
+        head, _, b64 = src.partition(",")
+        assert head == "data:image/png;base64"
+        data = base64.b64decode(b64, validate=True)
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82")
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()                                    # chunk CRCs
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()                                      # every pixel decompresses
+            assert im.format == "PNG" and min(im.size) >= 100
+        assert data in files
+    assert len({src for src in srcs}) == 6                 # six different figures
 
 
 def test_rerun_reuses_cached_predictions(compare_run, tiny_encoder_dir):

@@ -99,21 +99,64 @@ def tiny_nli_dir(tmp_path_factory, tiny_encoder_dir):
     return out
 
 
-def test_nli_zero_shot_probabilities_and_scale(tiny_nli_dir, synthetic_corpus):
-    texts = synthetic_corpus.texts[:8]
-    anchors = load_anchors(ANCHOR_FILE)
-    nli = NLIZeroShot(str(tiny_nli_dir), anchors, "{}", batch_size=4)
-    p = nli.pole_probability(texts, "valence")
-    # reference: the pipeline's softmax over all phrases, high-pole mass summed by hand
-    high = set(anchors.pole("valence", "high"))
-    labels = list(anchors.pole("valence", "high") + anchors.pole("valence", "low"))
-    ref = []
-    for t in texts:
-        r = nli.pipe(t, candidate_labels=labels, hypothesis_template="{}", multi_label=False)
-        assert sum(r["scores"]) == pytest.approx(1.0, abs=1e-5)
-        ref.append(sum(s for lab, s in zip(r["labels"], r["scores"]) if lab in high))
-    np.testing.assert_allclose(p, ref, atol=1e-6)
-    v = nli.predict(texts)
-    assert v.shape == (8, 3) and np.all((v >= 1) & (v <= 5))
-    np.testing.assert_allclose(v[:, 0], 1 + 4 * p, atol=1e-6)
-    np.testing.assert_array_equal(v, nli.predict(texts))
+# A stub NLI model with known entailment logits. Each (utterance, hypothesis) pair gets the logit
+# ln(w) + offset(utterance), so the single-label softmax over one dimension's phrases is w / sum(w)
+# and the high pole's mass is a ratio of integers computed by hand below. The contradiction logit
+# is a constant 2: a multi-label (entailment vs contradiction) pipeline would give other numbers.
+STUB_ANCHORS = Anchors({"valence": {"high": ("happy", "glad"), "low": ("sad",)},
+                        "arousal": {"high": ("excited", "furious"), "low": ("tired",)},
+                        "dominance": {"high": ("angry",), "low": ("lonely", "miserable")}})
+STUB_TEXTS = ["i feel glad about the trip", "they am so furious right now"]
+STUB_TEMPLATE = "it is {}"
+STUB_WEIGHTS = [  # per utterance: phrase -> w
+    {"happy": 1, "glad": 2, "sad": 5, "excited": 3, "furious": 1, "tired": 4,
+     "angry": 1, "lonely": 1, "miserable": 2},
+    {"happy": 6, "glad": 1, "sad": 1, "excited": 1, "furious": 1, "tired": 6,
+     "angry": 9, "lonely": 2, "miserable": 1},
+]
+STUB_OFFSET = [0.0, 10.0]  # a shift per utterance: softmax over one utterance's phrases ignores it
+# p_high by hand: utterance 0: V (1+2)/8, A (3+1)/8, D 1/4; utterance 1: V 7/8, A 2/8, D 9/12
+STUB_P_HIGH = np.array([[3 / 8, 4 / 8, 1 / 4], [7 / 8, 2 / 8, 9 / 12]])
+STUB_VAD = np.array([[2.5, 3.0, 2.0], [4.5, 2.0, 4.0]])  # 1 + 4 * p_high on the 1-5 scale
+
+
+def _install_stub_logits(nli: NLIZeroShot) -> list:
+    """Replace the pipeline model's forward by a lookup of the (premise, hypothesis) token ids."""
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    tok = nli.pipe.tokenizer
+    table = {}
+    for i, text in enumerate(STUB_TEXTS):
+        for phrase, w in STUB_WEIGHTS[i].items():
+            ids = tuple(tok(text, STUB_TEMPLATE.format(phrase))["input_ids"])
+            table[ids] = float(np.log(w)) + STUB_OFFSET[i]
+    assert len(table) == sum(len(w) for w in STUB_WEIGHTS)   # every pair tokenises differently
+    ent = nli.pipe.model.config.label2id["entailment"]
+    calls = []
+
+    def forward(input_ids=None, attention_mask=None, **kwargs):
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            logit = [2.0, 0.0, 0.0]
+            logit[ent] = table[tuple(t for t, m in zip(ids, mask) if m)]
+            rows.append(logit)
+        calls.append(len(rows))
+        return SequenceClassifierOutput(logits=torch.tensor(rows))
+
+    nli.pipe.model.forward = forward
+    return calls
+
+
+def test_nli_zero_shot_matches_hand_softmax_of_stub_logits(tiny_nli_dir):
+    nli = NLIZeroShot(str(tiny_nli_dir), STUB_ANCHORS, STUB_TEMPLATE, batch_size=4)
+    calls = _install_stub_logits(nli)
+    for j, dim in enumerate(("valence", "arousal", "dominance")):
+        np.testing.assert_allclose(nli.pole_probability(STUB_TEXTS, dim), STUB_P_HIGH[:, j], atol=1e-6)
+    assert calls and max(calls) > 1            # batched through the pipeline (padding stripped by mask)
+    v = nli.predict(STUB_TEXTS)
+    np.testing.assert_allclose(v, STUB_VAD, atol=1e-5)
+    assert nli.predict([]).shape == (0, 3)
+    other = NLIZeroShot(str(tiny_nli_dir), STUB_ANCHORS, STUB_TEMPLATE, scale=(-1.0, 1.0), batch_size=2)
+    _install_stub_logits(other)
+    np.testing.assert_allclose(other.predict(STUB_TEXTS), 2 * STUB_P_HIGH - 1, atol=1e-5)

@@ -11,6 +11,7 @@ import yaml
 
 from erc.core.config import ConfigError, resolve_config
 from erc.pipeline import MARKER, PipelineConfig, graph_config, is_complete, stage_dir
+from tests.conftest import free_port
 
 TINY = {
     "synthetic_dialogues": 30,
@@ -102,7 +103,7 @@ def test_pipeline_two_processes(tmp_path, project_root):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "cli.py", "pipeline", "--config", str(cfg_path)]
     proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -16,6 +16,7 @@ from erc.core.io import read_json
 from erc.graph.config import GraphTrainConfig, PredictGraphConfig
 from erc.graph.losses import LossCombiner
 from erc.graph.train import select_best_epoch
+from tests.conftest import free_port
 
 TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
             shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
@@ -137,7 +138,7 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
     repeated dialogue; each is still evaluated exactly once and the metrics equal a 1-process
     evaluation of the saved best model."""
     out = tmp_path / "two"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "cli.py", "train-graph", *_flags({**TINY, "eval_batch_size": 3, "epochs": 2,
                                              "output_dir": str(out)})]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,26 @@ def test_iemocap_malformed_vad_names_file_and_field(tmp_path):
         read_iemocap(tmp_path / "Session1")
 
 
-def test_real_iemocap_counts():
+# Every EmoEvaluation header line, parsed here independently of the reader:
+# "[start - end]<TAB>turn<TAB>emotion<TAB>[V, A, D]"
+_HEADER = re.compile(r"^\[[\d.]+ - [\d.]+\]\t(\S+)\t(\S+)\t\[([^\]]*)\]")
+
+
+def _raw_evaluations(root: Path) -> dict[str, tuple[str, float, float, float]]:
+    out = {}
+    for f in sorted(root.glob("Session*/dialog/EmoEvaluation/*.txt")):
+        for line in f.read_text(encoding="latin-1").splitlines():
+            m = _HEADER.match(line)
+            if m:
+                v, a, d = (float(x) for x in m.group(3).split(","))
+                out[m.group(1)] = (m.group(2), v, a, d)
+    return out
+
+
+def test_real_iemocap_counts(caplog):
     root = require_data("iemocap", "IEMOCAP_full_release")
-    df = read_iemocap(root)
+    with caplog.at_level(logging.WARNING):
+        df = read_iemocap(root)
     lab = df[labeled_mask(df)]
     s14 = lab[lab["session"].between(1, 4)]
     assert len(s14) == 7869
@@ -98,6 +116,29 @@ def test_real_iemocap_counts():
     assert not labeled_mask(df[df["session"] == 5]).any()  # session 5: text only in this copy
     assert lab[["valence", "arousal", "dominance"]].to_numpy().min() >= 1.0
     assert lab[["valence", "arousal", "dominance"]].to_numpy().max() <= 5.0
+    vad = {u: tuple(r) for u, r in zip(lab["utterance_id"], lab[["valence", "arousal", "dominance"]].to_numpy())}
+    # spot checks against the release files (values read by eye from the EmoEvaluation lines)
+    assert vad["Ses01F_impro01_F000"] == (2.5, 2.5, 2.5)
+    assert vad["Ses01F_impro01_M000"] == (2.5, 2.0, 2.5)
+    assert vad["Ses01F_impro01_F010"] == (1.5, 3.5, 3.5)                        # emotion xxx, V/A/D kept
+    # the 7 out-of-range values of the release, each in its own utterance, clipped into [1, 5]
+    assert vad["Ses01M_script03_1_F026"] == (4.0, 3.0, 1.0)                     # D 0.5
+    assert vad["Ses02M_script02_2_F046"] == (5.0, 4.0, 1.0)                     # D 0.5
+    assert vad["Ses04M_script03_2_M009"] == (2.5, 1.5, 1.0)                     # D 0.5
+    for k in (3, 10, 13, 21):
+        assert vad[f"Ses03M_impro07_M{k:03d}"] == (5.0, 5.0, 2.0)               # V 5.5
+    assert sum("7 V/A/D value(s) in 7 utterance(s) outside [1, 5] were clipped" in r.getMessage()
+               for r in caplog.records) == 1
+    # every labelled utterance equals its header line, clipped, and has the header's emotion
+    raw = _raw_evaluations(root)
+    assert len(raw) == 7869 and set(raw) == set(vad)
+    emo = dict(zip(lab["utterance_id"], lab["emotion"]))
+    outside = 0
+    for u, (e, *x) in raw.items():
+        assert emo[u] == e, u
+        assert vad[u] == tuple(min(max(t, 1.0), 5.0) for t in x), u
+        outside += sum(not 1.0 <= t <= 5.0 for t in x)
+    assert outside == 7
 
 
 def test_real_emobank_split_column():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from erc.vad.train import LOG_COLUMNS, LengthGroupedSampler
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # 20 synthetic dialogues: 12 train (sessions 1-3), 4 validation, 4 test; eval batches of 8 so the
@@ -31,7 +32,7 @@ def _env():
 def launch(args, num_processes=1):
     # `--cpu --num_processes 2` would start ONE process (accelerate issue #2741): several CPU
     # processes need the torchrun path, `--multi_gpu`, which vad.train runs on gloo without CUDA.
-    mode = ["--cpu"] if num_processes == 1 else ["--multi_gpu"]
+    mode = ["--cpu"] if num_processes == 1 else ["--multi_gpu", "--main_process_port", str(free_port())]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            str(ROOT / "cli.py"), "finetune", *args]
