@@ -44,7 +44,7 @@ _GS9 = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "
 UPSTREAM_ORDER = {
     "iemocap6": ("videoIDs", "videoSpeakers", "videoLabels", "videoText0", "videoText1", "videoText2",
                  "videoText3", "videoAudio", "videoVisual", "videoSentence", "trainVid", "testVid"),
-    "iemocap4": _GS9, "mosei": _GS9, "dialoguegcn_iemocap": _GS9,
+    "graphsmile_iemocap4": _GS9, "mosei": _GS9, "dialoguegcn_iemocap": _GS9,
     "meld": ("videoIDs", "videoSpeakers", "videoLabels", "videoSentiments", "videoText0", "videoText1",
              "videoText2", "videoText3", "videoAudio", "videoVisual", "videoSentence", "trainVid",
              "testVid", "validVid"),
