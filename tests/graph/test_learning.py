@@ -14,18 +14,19 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from erc.core.config import config_from_flat
 from erc.graph.config import GraphTrainConfig
 
 # 40 synthetic dialogues (text / audio / visual), a 16-d model with one layer per modality pair
 BASE = dict(dataset="synthetic", synthetic_dialogues=40, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
             shift_win=3, batch_size=4, eval_batch_size=8, lr=1.0e-2, num_threads=1, progress=False,
-            valid_ratio=0.2, checkpoint=False)
+            valid_fraction=0.2, checkpoint=False)
 
 
 def _train(out: Path, **over) -> Path:
     from erc.graph.train import run_train_graph
 
-    run_train_graph(GraphTrainConfig(**{**BASE, "output_dir": str(out), **over}))
+    run_train_graph(config_from_flat(GraphTrainConfig, {**BASE, "output_dir": str(out), **over}))
     return out
 
 

@@ -30,8 +30,8 @@ def test_finetune_lowers_the_loss_and_beats_the_mean_predictor(tmp_path, tiny_en
     out = tmp_path / "run"
     # 40 synthetic dialogues: sessions 1-3 train, 4 validation, 5 test; the tiny encoder from scratch
     cfg = resolve_config(FinetuneConfig, dict(
-        data="synthetic", synthetic_dialogues=40, model=str(tiny_encoder_dir), epochs=6, batch_size=16,
-        learning_rate=3.0e-3, num_threads=1, plots=False, output_dir=str(out)))
+        path="synthetic", synthetic_dialogues=40, model=str(tiny_encoder_dir), epochs=6, batch_size=16,
+        lr=3.0e-3, num_threads=1, plots=False, output_dir=str(out)))
     run_finetune(cfg)
 
     log = pd.read_csv(out / "train_log.csv")
