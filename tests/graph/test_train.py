@@ -99,7 +99,7 @@ def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
     assert seen == [(0, True, 6)]                     # first epoch is always a new best: test evaluated
     hist = pd.read_csv(tmp_path / "auto" / "epochs.csv")
     assert hist.loss_hook.tolist() == [100.0] and (hist.loss > 100.0).all()
-    ckpt = tmp_path / "auto" / "seed_0" / "checkpoint"
+    ckpt = tmp_path / "auto" / "seed_0" / "checkpoints" / "epoch_1"   # named checkpoint folders (harness)
     from safetensors.torch import load_file
     sigma = load_file(str(ckpt / "model_1.safetensors"))["sigma"]
     assert sigma.shape == (3,) and not torch.allclose(sigma, torch.ones(3))   # it moved: in the optimiser
