@@ -30,19 +30,20 @@ MARKER = "stage_complete.json"
 def _graph_defaults() -> dict:
     # Small enough for the Quickstart (2 CPU cores, minutes); the published settings are in configs/graph_*.yaml.
     return {"epochs": 15, "hidden_dim": 64, "layers": [2, 2, 2], "win_p": 4, "win_f": 4, "shift_win": 4,
-            "lr": 1.0e-3, "batch_size": 8, "seeds": 3, "modalities": ["text", "audio", "visual"]}
+            "lr": 1.0e-3, "batch_size": 8, "seeds": 3, "data": {"modalities": ["text", "audio", "visual"]}}
 
 
 def _compare_defaults() -> dict:
     # Synthetic: the fine-tuned model validated on session 4, so the comparison tests on session 5.
-    return {"test_sessions": [5], "forest_n_estimators": [100], "forest_max_depth": [0, 8],
+    return {"data": {"test_sessions": [5]}, "forest_n_estimators": [100], "forest_max_depth": [0, 8],
             "forest_min_samples_leaf": [1, 10], "tsne_max_points": 600}
 
 
 @dataclass
 class PipelineConfig:
-    """The whole pipeline. Stage sections hold fields of that stage's own config
-    (FinetuneConfig, EmbedConfig, GraphTrainConfig, CompareConfig); the pipeline sets
+    """The whole pipeline. Stage sections (named like the stage's folder: ``finetune``, ``embed``,
+    ``train_graph``, ``compare``) hold that stage's own config in its YAML form, ``data:`` section
+    included (FinetuneConfig, EmbedConfig, GraphTrainConfig, CompareConfig); the pipeline sets
     the fields that chain the stages (output dirs, model folder, embeddings file)."""
 
     output_dir: str = field(default="runs/pipeline", metadata={"help": "run directory (one sub-folder per stage)"})
@@ -55,7 +56,7 @@ class PipelineConfig:
     finetune: dict = field(default_factory=lambda: {"epochs": 4}, metadata={
         "cli": False, "help": "FinetuneConfig fields"})
     embed: dict = field(default_factory=dict, metadata={"cli": False, "help": "EmbedConfig fields"})
-    graph: dict = field(default_factory=_graph_defaults, metadata={
+    train_graph: dict = field(default_factory=_graph_defaults, metadata={
         "cli": False, "help": "GraphTrainConfig fields"})
     compare: dict = field(default_factory=_compare_defaults, metadata={
         "cli": False, "help": "CompareConfig fields"})
@@ -76,7 +77,8 @@ def stage_dir(cfg: PipelineConfig, stage: str) -> Path:
 def finetune_config(cfg: PipelineConfig):
     from erc.vad.config import FinetuneConfig
 
-    values = {"synthetic_dialogues": cfg.synthetic_dialogues, **cfg.finetune,
+    sec = cfg.finetune
+    values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
               "output_dir": str(stage_dir(cfg, "finetune"))}
     return config_from_dict(FinetuneConfig, values, "pipeline section 'finetune'")
 
@@ -84,7 +86,7 @@ def finetune_config(cfg: PipelineConfig):
 def embed_config(cfg: PipelineConfig):
     from erc.vad.config import EmbedConfig
 
-    g = cfg.graph
+    g = cfg.train_graph.get("data") or {}
     values = {"dataset": g.get("dataset", "synthetic"), "path": g.get("path"),
               "synthetic_dialogues": g.get("synthetic_dialogues", cfg.synthetic_dialogues),
               **cfg.embed,
@@ -96,16 +98,18 @@ def embed_config(cfg: PipelineConfig):
 def graph_config(cfg: PipelineConfig):
     from erc.graph.config import GraphTrainConfig
 
-    values = {"synthetic_dialogues": cfg.synthetic_dialogues, **cfg.graph,
-              "text_source": "embeddings", "text_embeddings": embed_config(cfg).output,
+    sec = cfg.train_graph
+    values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {}),
+                              "text_source": "embeddings", "text_embeddings": embed_config(cfg).output},
               "output_dir": str(stage_dir(cfg, "train-graph"))}
-    return config_from_dict(GraphTrainConfig, values, "pipeline section 'graph'")
+    return config_from_dict(GraphTrainConfig, values, "pipeline section 'train_graph'")
 
 
 def compare_config(cfg: PipelineConfig):
     from erc.compare.config import CompareConfig
 
-    values = {"synthetic_dialogues": cfg.synthetic_dialogues, **cfg.compare,
+    sec = cfg.compare
+    values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
               "finetuned": [str(stage_dir(cfg, "finetune"))], "train_finetuned": False,
               "output_dir": str(stage_dir(cfg, "compare"))}
     return config_from_dict(CompareConfig, values, "pipeline section 'compare'")
@@ -134,7 +138,7 @@ def _run_stage(cfg: PipelineConfig, stage: str, state) -> None:
 
         fcfg = finetune_config(cfg)
         ckpts = Path(fcfg.output_dir) / "checkpoints"
-        if not fcfg.resume and ckpts.is_dir() and any(ckpts.iterdir()):
+        if fcfg.resume == "never" and ckpts.is_dir() and any(ckpts.iterdir()):
             fcfg.resume = "latest"   # an interrupted fine-tuning run continues from its last checkpoint
             logger.info("finetune: resuming from the latest checkpoint in %s", ckpts)
         run_finetune(fcfg)

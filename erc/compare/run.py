@@ -105,7 +105,7 @@ def train_finetuned_models(cfg, out_dir: Path) -> list[str]:
 
     runs = []
     for seed in cfg.finetune_seeds:
-        run_dir = out_dir / "finetune" / f"seed{seed}"
+        run_dir = out_dir / "finetune" / f"seed_{seed}"
         if (run_dir / "best_model").is_dir() and (run_dir / "metrics.json").is_file():
             logger.info("fine-tuned model for seed %d exists at %s: reusing it", seed, run_dir)
             runs.append(str(run_dir))
@@ -128,35 +128,35 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
     model selection: for session data its validation split is the last training
     session, and it trains on the other training sessions.
     """
-    from dataclasses import fields
-
+    from erc.core.config import flag_paths
     from erc.vad.config import FinetuneConfig
 
-    names = {f.name for f in fields(FinetuneConfig)}
-    o: dict = {"seed": seed, "output_dir": str(run_dir), "num_threads": cfg.threads}
+    names = set(flag_paths(FinetuneConfig))
+    o: dict = {"seed": seed, "output_dir": str(run_dir), "num_threads": cfg.num_threads}
     if cfg.finetune_epochs > 0:
         o["epochs"] = cfg.finetune_epochs
     # same encoder and pooling as the zero-shot rows: the comparison isolates what fine-tuning buys
     o.update(model=cfg.model, pooling=cfg.pooling, max_length=cfg.max_length)
-    if cfg.data in ("synthetic", "iemocap"):
-        train = sorted(cfg.train_sessions)
+    d = cfg.data
+    if d.format in ("synthetic", "iemocap"):
+        train = sorted(d.train_sessions)
         if len(train) < 2:
-            raise ConfigError("field 'train_sessions': fine-tuning needs at least 2 training sessions "
+            raise ConfigError("field 'data.train_sessions': fine-tuning needs at least 2 training sessions "
                               "(the last one is held out as its validation split)")
-        o.update(data_format=cfg.data, split="session", train_sessions=train[:-1],
-                 val_sessions=[train[-1]], test_sessions=list(cfg.test_sessions))
-        if cfg.data == "iemocap":
-            o["data"] = cfg.data_path
+        o.update(format=d.format, split="session", train_sessions=train[:-1],
+                 valid_sessions=[train[-1]], test_sessions=list(d.test_sessions))
+        if d.format == "iemocap":
+            o["path"] = d.path
         else:
-            o.update(data="synthetic", synthetic_dialogues=cfg.synthetic_dialogues, synthetic_seed=cfg.seed)
+            o.update(path="synthetic", synthetic_dialogues=d.synthetic_dialogues, synthetic_seed=cfg.seed)
     else:
-        if not cfg.split_column:
-            raise ConfigError("field 'split_column': fine-tuning from a table needs a split column "
+        if not d.split_column:
+            raise ConfigError("field 'data.split_column': fine-tuning from a table needs a split column "
                               "(train/dev/test) so that the VAD stage's test split is the comparison's")
-        o.update(data=cfg.data_path, data_format="table", split="column", split_column=cfg.split_column,
-                 text_column=cfg.text_column, valence_column=cfg.valence_column,
-                 arousal_column=cfg.arousal_column, dominance_column=cfg.dominance_column,
-                 id_column=cfg.id_column, dialogue_column=cfg.dialogue_column)
+        o.update(path=d.path, format="table", split="column", split_column=d.split_column,
+                 text_column=d.text_column, valence_column=d.valence_column,
+                 arousal_column=d.arousal_column, dominance_column=d.dominance_column,
+                 id_column=d.id_column, dialogue_column=d.dialogue_column)
     unknown = sorted(set(o) - names)
     if unknown:
         raise ConfigError(f"the VAD stage's FinetuneConfig has no field(s) {unknown}; "
@@ -169,7 +169,7 @@ def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
 
     from erc.compare.zeroshot import AnchorProjector, NLIZeroShot, load_anchors
 
-    torch.set_num_threads(max(1, cfg.threads))
+    torch.set_num_threads(max(1, cfg.num_threads))
     cache = PredictionCache(out_dir / "predictions", cfg.overwrite_predictions)
     train_texts = data.train["text"].astype(str).tolist()
     test_texts = data.test["text"].astype(str).tolist()
@@ -338,7 +338,9 @@ def write_prediction_tables(out_dir: Path, data, settings: list[Setting]) -> Non
 
 def run_compare(cfg, command: str | None = None) -> dict:
     """Run the whole comparison and write the report; return report.json's content."""
-    from erc.core.logs import set_seed, setup_logging
+    from accelerate.utils import set_seed
+
+    from erc.core.logs import setup_logging
 
     from erc.compare.data import load_compare_data
     from erc.compare.report import write_report

@@ -37,6 +37,16 @@ COMMON_IGNORE = frozenset({"output_dir", "overwrite", "resume", "num_threads", "
                            "progress", "plots", "allow_config_change"})
 
 
+# `report_to` of every training command: Accelerate's trackers (one name, "all", or "none")
+REPORT_TO = ("none", "all", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive")
+REPORT_TO_HELP = ("experiment tracker for every epoch's metrics and the resolved config (Accelerate "
+                  "log_with; logs under output_dir/logs): none, all, tensorboard, wandb, mlflow, ...")
+OVERWRITE_HELP = ("clear output_dir first when it holds another run (a different config or different "
+                  "input files); without it such a folder is refused")
+ALLOW_CONFIG_CHANGE_HELP = ("resume from a checkpoint whose stored config differs from this one "
+                            "(its optimizer state, learning rate included, is loaded as saved)")
+
+
 class RunMismatchError(ConfigError):
     """An output folder holds another run (different config or inputs) than the one asked for."""
 

@@ -25,25 +25,21 @@ Scores are written with :func:`save_difficulty` (``.csv`` with columns
 atomically, and read back with :func:`load_difficulty`.
 
 ``cli.py difficulty`` runs :func:`run_difficulty` with a :class:`DifficultyConfig`
-(the fusion stage's data fields plus ``model_dir``, ``split``, ``output``).
+(a ``data:`` section plus ``model_dir``, ``split``, ``output``; in :mod:`erc.graph.config`).
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from erc.core.io import read_json, write_csv, write_json
-from erc.data.config import DataConfig
+from erc.graph.config import DifficultyConfig
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("auto", "model", "labels")
-
 
 # ----------------------------------------------------------------------------- definitions
 def label_difficulty_one(labels: Sequence[int] | np.ndarray, num_classes: int) -> float:
@@ -169,34 +165,6 @@ def load_difficulty(path: str | Path) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- CLI stage
-@dataclass
-class DifficultyConfig(DataConfig):
-    """``cli.py difficulty``: the data fields of :class:`erc.data.config.DataConfig` plus these."""
-
-    output: str = field(default="runs/difficulty/difficulty.csv", metadata={
-        "help": "where to write the scores (.csv or .json), keyed by dialogue id"})
-    method: str = field(default="auto", metadata={
-        "help": "model: mean loss of model_dir's model; labels: label entropy + shift rate; "
-                "auto: model if model_dir is set, else labels", "choices": METHODS})
-    model_dir: str | None = field(default=None, metadata={
-        "help": "folder of a trained graph model (model.pt + model_config.json from train-graph)"})
-    split: str = field(default="train", metadata={"help": "which split's dialogues to score",
-                                                  "choices": ("train", "valid", "test")})
-    batch_size: int = field(default=16, metadata={"help": "dialogues per batch for the model pass"})
-    device: str = field(default="cpu", metadata={"help": "torch device for the model pass"})
-
-    def validate(self) -> None:
-        super().validate()
-        from erc.core.config import ConfigError
-
-        if self.method not in METHODS:
-            raise ConfigError(f"method: expected one of {METHODS}, got {self.method!r}")
-        if self.method == "model" and not self.model_dir:
-            raise ConfigError("method=model needs model_dir (a trained graph model folder)")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: expected >= 1, got {self.batch_size}")
-
-
 def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     """Score the dialogues of ``cfg.split`` and write ``cfg.output`` (+ the resolved config next to it)."""
     from erc.core.config import save_config
@@ -204,7 +172,7 @@ def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     from erc.data.dialogues import load_splits
 
     setup_logging(True)
-    splits = load_splits(cfg)
+    splits = load_splits(cfg.data)
     dialogues = splits.split(cfg.split)
     if not dialogues:
         raise ValueError(f"split {cfg.split!r} of {splits.source} has no dialogues to score")

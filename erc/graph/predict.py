@@ -7,16 +7,15 @@ fitted on the TRAINING dialogues of the training run (saved with the model).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from erc.core.config import ConfigError, load_yaml
+from erc.core.config import ConfigError, config_from_dict, load_yaml
 from erc.core.io import write_csv
 from erc.core.logs import setup_logging
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import apply_normalization, load_splits, make_loader
 from erc.graph.config import PredictGraphConfig
 from erc.graph.infer import run_inference
@@ -27,8 +26,7 @@ logger = logging.getLogger(__name__)
 
 def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: dict):
     """The dialogues to predict, as ``[(split, [Dialogue])]``, normalised like training."""
-    names = {f.name for f in dataclasses.fields(DataConfig)}
-    values = {k: v for k, v in train_cfg.items() if k in names}
+    values = dict(train_cfg.get("data") or {})     # the training run's data section
     if cfg.dataset is not None:
         values["dataset"] = cfg.dataset
         values["path"] = None
@@ -37,7 +35,8 @@ def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: di
     if cfg.text_embeddings is not None:
         values["text_embeddings"] = cfg.text_embeddings
     values["normalize"] = []                      # apply the training statistics instead
-    splits = load_splits(DataConfig(**values))
+    source = f"{cfg.model_dir}/config.yaml, section 'data'"
+    splits = load_splits(config_from_dict(DialogueDataConfig, values, source))
     stats = {m: {k: np.asarray(v, dtype=np.float32) for k, v in st.items()}
              for m, st in (meta.get("normalization") or {}).items()}
     out = []

@@ -30,7 +30,7 @@ import torch
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from erc.core.config import save_config
+from erc.core.config import ConfigError, save_config
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.runs import IdentityRule, select_best, summarize_seeds
@@ -57,9 +57,7 @@ __all__ = ["EvalResult", "InferenceResult", "run_train_graph", "train_seed", "se
 # number of processes is not part of it (checkpoints written by N processes resume in M).
 IDENTITY = IdentityRule(
     ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints"}),
-    inputs=("path", "text_embeddings", "difficulty_file", "release_root", "meld_csv_dir",
-            "data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir",
-            "cmerc.difficulty_file"))
+    inputs=("data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir", "cmerc.difficulty_file"))
 
 
 def select_best_epoch(scores: Sequence[float]) -> int:
@@ -107,10 +105,10 @@ def train_one_epoch(model, combiner, loader, optimizer, accelerator, epoch: int,
 # ----------------------------------------------------------------------------- one seed
 def build_model(cfg: GraphTrainConfig, splits):
     mcfg = GraphModelConfig(
-        input_dims={m: int(splits.dims[m]) for m in cfg.modalities}, num_classes=splits.num_classes,
+        input_dims={m: int(splits.dims[m]) for m in cfg.data.modalities}, num_classes=splits.num_classes,
         num_sentiments=getattr(splits, "num_sentiments", 3), hidden_dim=cfg.hidden_dim, layers=list(cfg.layers),
         win_p=cfg.win_p, win_f=cfg.win_f, max_distance=cfg.max_distance, dropout=cfg.dropout,
-        shift_win=cfg.shift_win, batchnorm_modalities=[m for m in cfg.batchnorm_modalities if m in cfg.modalities],
+        shift_win=cfg.shift_win, batchnorm_modalities=[m for m in cfg.batchnorm_modalities if m in cfg.data.modalities],
         label_names=list(splits.label_names), sentiment_names=list(getattr(splits, "sentiment_names", ())))
     return GraphSmile(mcfg)
 
@@ -131,12 +129,6 @@ def _save_predictions(path: Path, res: InferenceResult, label_names: Sequence[st
     write_csv(path, rows)
 
 
-def _resume_mode(cfg: GraphTrainConfig) -> str | None:
-    """``"latest"``, a checkpoint folder, or None (start the seed from scratch)."""
-    r = cfg.resume
-    if isinstance(r, bool):
-        return "latest" if r else None
-    return None if r in ("", "no", "never", "none") else ("latest" if r in ("auto", "latest") else str(r))
 
 
 @dataclass
@@ -161,12 +153,11 @@ def build_seed(cfg: GraphTrainConfig, splits, seed: int, accelerator, loss_hooks
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     train_loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=seed)
     curriculum = None
-    if getattr(getattr(cfg, "cmerc", cfg), "curriculum", False):   # CMERC: easy -> hard pool growing to the full set
-        curriculum = curriculum_for_training(splits.train, cfg.epochs, getattr(cfg, "cmerc", cfg), seed,
-                                             splits.num_classes)
+    if cfg.cmerc.curriculum:             # CMERC: easy -> hard pool growing to the full set
+        curriculum = curriculum_for_training(splits.train, cfg.epochs, cfg.cmerc, seed, splits.num_classes)
         train_loader = make_curriculum_loader(splits.train, curriculum, cfg.batch_size)
     hooks = list(loss_hooks)
-    cmerc_hook = make_cmerc_loss_hook(getattr(cfg, "cmerc", cfg))   # rank/mscl/cscl losses; None when all are 0
+    cmerc_hook = make_cmerc_loss_hook(cfg.cmerc)   # rank/mscl/cscl losses; None when all coefs are 0
     if cmerc_hook is not None:
         hooks.append(cmerc_hook)
     valid_loader = make_loader(splits.valid, cfg.eval_batch_size)
@@ -208,15 +199,17 @@ def _save_best_model(run_dir: Path, best_dir: Path, cfg: GraphTrainConfig, split
 
 
 def _start_state(cfg: GraphTrainConfig, ckpts: Checkpoints, parts: SeedParts, seed: int) -> dict[str, Any]:
-    """The trainer state to continue from: the newest complete checkpoint's, or a fresh one."""
+    """The trainer state to continue from (``resume``: auto / latest / a folder), or a fresh one (never)."""
     state: dict[str, Any] = {"epoch": -1, "history": [], "best_epoch": None, "best_valid": None, "test": None}
-    mode = _resume_mode(cfg)
-    if mode is None:
+    if cfg.resume == "never":
         if ckpts.clear():
-            logger.info("seed %d: resume is off: earlier checkpoints of this run removed", seed)
+            logger.info("seed %d: --resume never: earlier checkpoints of this run removed", seed)
         return state
-    got = ckpts.resume(mode, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
+    which = "latest" if cfg.resume in ("auto", "latest") else cfg.resume
+    got = ckpts.resume(which, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
     if got is None:
+        if cfg.resume == "latest":
+            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {ckpts.dir}")
         return state
     state, path = got
     if parts.curriculum is not None and state.get("curriculum"):
@@ -238,7 +231,7 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, run: Run
     label_names = list(splits.label_names)
     n_valid, n_test = len(splits.valid), len(splits.test)
     if n_valid == 0:
-        raise ValueError("validation split is empty: selection needs validation dialogues (valid_ratio > 0)")
+        raise ValueError("validation split is empty: selection needs validation dialogues (valid_fraction > 0)")
 
     bar = tqdm(range(state["epoch"] + 1, cfg.epochs), desc=f"seed {seed}",
                disable=not (cfg.progress and accelerator.is_main_process))
@@ -309,15 +302,15 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
                     dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     accelerator, out_dir = run.accelerator, run.output_dir
     with accelerator.main_process_first():
-        splits = splits if splits is not None else load_splits(cfg.data_config())
-    accelerator.print(f"train-graph: {splits.summary()} modalities {cfg.modalities} dims {splits.dims}")
+        splits = splits if splits is not None else load_splits(cfg.data)
+    accelerator.print(f"train-graph: {splits.summary()} modalities {cfg.data.modalities} dims {splits.dims}")
     results, history = [], []
     for k in range(cfg.seeds):
         seed = cfg.seed + k
         res = train_seed(cfg, splits, seed, out_dir / f"seed_{seed}", run, loss_hooks, on_epoch_end)
         results.append(res)
         history += res.pop("history")
-    summary = {"dataset": cfg.dataset, "modalities": cfg.modalities, "selection": f"valid_{cfg.selection_metric}",
+    summary = {"dataset": cfg.data.dataset, "modalities": cfg.data.modalities, "selection": f"valid_{cfg.selection_metric}",
                "num_processes": accelerator.num_processes, "seeds": [r["seed"] for r in results],
                **summarize_seed_results(results), "per_seed": results}
     if accelerator.is_main_process:

@@ -57,7 +57,7 @@ def _global_batch(cfg, num_processes: int) -> dict:
 # so 1 process x 16 and 2 x 8 are the same run; checkpointing and stop settings do not change results.
 IDENTITY = IdentityRule(ignore=frozenset({"batch_size", "checkpointing_steps", "keep_checkpoints",
                                           "stop_after_steps"}),
-                        inputs=("data", "model", "data.data"), extra=_global_batch)
+                        inputs=("data.path", "model"), extra=_global_batch)
 
 
 class LengthGroupedSampler(torch.utils.data.Sampler):
@@ -221,17 +221,18 @@ class FinetuneParts:
     total_steps: int
 
 
-def _selection_direction(cfg) -> bool:
-    metric = cfg.metric_for_best
-    if metric not in HIGHER_IS_BETTER:
-        raise ConfigError(f"field 'metric_for_best': expected one of {sorted(HIGHER_IS_BETTER)}")
-    return HIGHER_IS_BETTER[metric]
+def _selection_column(cfg) -> str:
+    """The train_log.csv column that picks the best epoch (``val_`` + ``selection_metric``)."""
+    column = f"val_{cfg.selection_metric}"
+    if column not in HIGHER_IS_BETTER:
+        raise ConfigError(f"field 'selection_metric': expected one of {sorted(c[4:] for c in HIGHER_IS_BETTER)}")
+    return column
 
 
 def build_parts(cfg, accelerator) -> FinetuneParts:
     """Splits, encoder + head (scaler fitted on train), tokenised loaders, AdamW, linear schedule; prepared."""
     with accelerator.main_process_first():
-        splits = build_splits(cfg, seed=cfg.seed)
+        splits = build_splits(cfg.data, seed=cfg.seed)
         # builtin:tiny is built on first use: one process builds it, the others then load it
         model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
                                                max_length=cfg.max_length)
@@ -250,7 +251,7 @@ def build_parts(cfg, accelerator) -> FinetuneParts:
     optimizer = torch.optim.AdamW([
         {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
-    ], lr=cfg.learning_rate)
+    ], lr=cfg.lr)
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader, test_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
@@ -263,16 +264,23 @@ def build_parts(cfg, accelerator) -> FinetuneParts:
 
 
 def _resume(cfg, ckpts: Checkpoints, accelerator) -> TrainerState:
-    """A fresh :class:`TrainerState`, or the one of the checkpoint ``cfg.resume`` names (``latest`` or a folder)."""
+    """A fresh :class:`TrainerState`, or the one of the checkpoint ``cfg.resume`` asks for.
+
+    ``never``: start fresh (earlier checkpoints of this run are removed); ``auto``: the newest
+    complete checkpoint if any; ``latest``: the same, an error if there is none; else a folder.
+    """
     state = TrainerState()
     state.num_processes = accelerator.num_processes
-    if not cfg.resume:
+    if cfg.resume == "never":
         if ckpts.clear():
-            logger.info("starting from scratch: earlier checkpoints of this run removed (resume with --resume latest)")
+            logger.info("starting from scratch: earlier checkpoints of this run removed (resume with --resume auto)")
         return state
-    got = ckpts.resume(cfg.resume, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
+    which = "latest" if cfg.resume in ("auto", "latest") else cfg.resume
+    got = ckpts.resume(which, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
     if got is None:
-        raise ConfigError(f"field 'resume': no complete checkpoint under {ckpts.dir}")
+        if cfg.resume == "latest":
+            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {ckpts.dir}")
+        return state
     saved, path = got
     state.load_state_dict(saved)
     old_np, state.num_processes = state.num_processes, accelerator.num_processes
@@ -336,19 +344,20 @@ def _log_row(epoch: int, state: TrainerState, ev: dict, lr: float) -> dict:
     return row
 
 
-def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: Checkpoints, higher: bool) -> None:
+def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: Checkpoints) -> None:
     """Validate, select (best model saved at a new best), early stopping, log, epoch checkpoint."""
     accelerator, epoch = run.accelerator, state.epoch
+    column = _selection_column(cfg)
     ev = evaluate(parts.model, parts.val_loader, accelerator)["metrics"]
     row = _log_row(epoch + 1, state, ev, parts.scheduler.get_last_lr()[0])
     state.log_rows.append(row)
     try:
-        best = select_best([r[cfg.metric_for_best] for r in state.log_rows], higher)
+        best = select_best([r[column] for r in state.log_rows], HIGHER_IS_BETTER[column])
     except ValueError:
-        logger.warning("epoch %d: no finite validation %s so far; no best model yet", epoch + 1, cfg.metric_for_best)
+        logger.warning("epoch %d: no finite %s so far; no best model yet", epoch + 1, column)
         best = None
     if best == len(state.log_rows) - 1:
-        state.best_value, state.best_epoch, state.bad_epochs = float(row[cfg.metric_for_best]), epoch + 1, 0
+        state.best_value, state.best_epoch, state.bad_epochs = float(row[column]), epoch + 1, 0
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             accelerator.unwrap_model(parts.model).save_pretrained(run.output_dir / "best_model")
@@ -356,7 +365,7 @@ def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: C
         state.bad_epochs = len(state.log_rows) - 1 - (best if best is not None else -1)
         if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
             state.stopped_early = True
-            logger.info("early stopping: no %s improvement for %d epochs", cfg.metric_for_best, state.bad_epochs)
+            logger.info("early stopping: no %s improvement for %d epochs", column, state.bad_epochs)
     accelerator.print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
                       f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f} "
                       f"({row['epoch_seconds']:.1f}s train)")
@@ -374,7 +383,7 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
     best_dir = out_dir / "best_model"
     accelerator.wait_for_everyone()
     if not best_dir.is_dir():
-        raise ValueError(f"no epoch had a finite validation {cfg.metric_for_best}: no best model to test "
+        raise ValueError(f"no epoch had a finite {_selection_column(cfg)}: no best model to test "
                          f"(see {out_dir / 'train_log.csv'})")
     best = VADRegressor.from_pretrained(best_dir)
     accelerator.unwrap_model(parts.model).load_state_dict(best.state_dict())
@@ -383,7 +392,7 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
     splits = parts.splits
     result = {
         "output_dir": str(out_dir), "best_model": str(best_dir), "best_epoch": state.best_epoch,
-        "metric_for_best": cfg.metric_for_best, "best_value": state.best_value,
+        "metric_for_best": _selection_column(cfg), "best_value": state.best_value,
         "epochs_run": state.epoch, "stopped_early": state.stopped_early,
         "test_is_validation": splits.test_is_validation, "split": splits.mode,
         "n_train": len(parts.tokenized["train"]), "n_validation": val["n"], "n_test": test["metrics"]["n"],
@@ -401,7 +410,7 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
         write_csv(out_dir / "test_predictions.csv", rows)
         if cfg.plots:
             result["plots"] = write_plots(out_dir, state.log_rows, test["pred"], test["true"])
-        logger.info("test (%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", cfg.metric_for_best,
+        logger.info("test (%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", _selection_column(cfg),
                     state.best_epoch, test["metrics"]["ccc"], test["metrics"]["pearson"],
                     test["metrics"]["rmse"], " [test = validation split]" if splits.test_is_validation else "")
     return result
@@ -413,7 +422,7 @@ OUTPUTS = dict(config="config.yaml", train_log="train_log.csv", metrics="metrics
 
 def run_finetune(cfg) -> dict:
     """Train, select the best epoch on validation, test it; returns paths and metrics."""
-    higher = _selection_direction(cfg)
+    _selection_column(cfg)              # a bad selection metric fails before anything starts
     run = start_run(cfg, "finetune", IDENTITY, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                     step_scheduler_with_optimizer=False)
     accelerator = run.accelerator
@@ -430,10 +439,10 @@ def run_finetune(cfg) -> dict:
         if train_epoch(cfg, parts, state, ckpts, accelerator, progress):
             interrupted = True
             break
-        end_epoch(cfg, run, parts, state, ckpts, higher)
+        end_epoch(cfg, run, parts, state, ckpts)
     progress.close()
     if interrupted:
-        logger.info("stopped after %d steps (--stop-after-steps); resume with --resume latest",
+        logger.info("stopped after %d steps (--stop-after-steps); resume with --resume auto",
                     state.completed_steps)
         run.finish()
         return {"interrupted": True, "completed_steps": state.completed_steps, "output_dir": str(run.output_dir)}

@@ -16,11 +16,11 @@ TINY = {
     "synthetic_dialogues": 30,
     "finetune": {"epochs": 1, "batch_size": 16, "num_threads": 1},
     "embed": {"batch_size": 64},
-    "graph": {"epochs": 2, "hidden_dim": 16, "layers": [1, 1, 1], "win_p": 2, "win_f": 2, "shift_win": 3,
-              "batch_size": 8, "progress": False, "num_threads": 1},
-    "compare": {"test_sessions": [5], "forest_seeds": [0], "forest_n_estimators": [20],
+    "train_graph": {"epochs": 2, "hidden_dim": 16, "layers": [1, 1, 1], "win_p": 2, "win_f": 2, "shift_win": 3,
+                    "batch_size": 8, "progress": False, "num_threads": 1},
+    "compare": {"data": {"test_sessions": [5]}, "forest_seeds": [0], "forest_n_estimators": [20],
                 "forest_max_depth": [0], "forest_min_samples_leaf": [1], "cv_folds": 2,
-                "class_sets": ["iemocap4"], "tsne_max_points": 100, "threads": 1},
+                "class_sets": ["iemocap4"], "tsne_max_points": 100, "num_threads": 1},
 }
 
 
@@ -35,8 +35,8 @@ def _run(project_root, cfg_path, *extra):
 def test_stage_chaining_is_explicit(tmp_path):
     cfg = resolve_config(PipelineConfig, {"output_dir": str(tmp_path)})
     g = graph_config(cfg)
-    assert g.text_source == "embeddings"
-    assert g.text_embeddings == str(stage_dir(cfg, "embed") / "embeddings.npz")
+    assert g.data.text_source == "embeddings"
+    assert g.data.text_embeddings == str(stage_dir(cfg, "embed") / "embeddings.npz")
     assert g.output_dir == str(tmp_path / "train_graph")
     assert not is_complete(cfg, "finetune")
 
@@ -45,7 +45,7 @@ def test_unknown_stage_and_section_field_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="stages"):
         resolve_config(PipelineConfig, {"stages": ["finetune", "train"]})
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"graph": {"hiden_dim": 8}}))
+    bad.write_text(yaml.safe_dump({"train_graph": {"hiden_dim": 8}}))
     cfg = resolve_config(PipelineConfig, None, bad)
     with pytest.raises(ConfigError, match="hiden_dim"):
         graph_config(cfg)

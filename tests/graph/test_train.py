@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from erc.core.config import config_from_flat
 from erc.core.io import read_json
 from erc.graph.config import GraphTrainConfig, PredictGraphConfig
 from erc.graph.losses import LossCombiner
@@ -18,7 +19,7 @@ from erc.graph.train import select_best_epoch
 
 TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
             shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
-            valid_ratio=0.2)
+            valid_fraction=0.2)
 
 
 def _flags(d: dict) -> list[str]:
@@ -61,7 +62,7 @@ def test_loss_modes():
 def _run(tmp_path, name, **over):
     from erc.graph.train import run_train_graph
 
-    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / name), **over})
+    cfg = config_from_flat(GraphTrainConfig, {**TINY, "output_dir": str(tmp_path / name), **over})
     return run_train_graph(cfg)
 
 
@@ -91,7 +92,8 @@ def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
     from erc.graph.train import run_train_graph
 
     seen = []
-    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / "auto"), "epochs": 1, "loss": "auto"})
+    cfg = config_from_flat(GraphTrainConfig,
+                           {**TINY, "output_dir": str(tmp_path / "auto"), "epochs": 1, "loss": "auto"})
     run_train_graph(cfg, loss_hooks=[lambda out, batch, epoch: (out.emotion_logits.sum() * 0 + 100.0,
                                                                  {"loss_hook": 100.0})],
                     on_epoch_end=lambda info: seen.append((info["epoch"], info["test"] is not None,
@@ -147,8 +149,8 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
     pred = pd.read_csv(best / "test_predictions.csv")
 
     from erc.data.dialogues import load_splits
-    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(out)})
-    test = load_splits(cfg.data_config()).test
+    cfg = config_from_flat(GraphTrainConfig, {**TINY, "output_dir": str(out)})
+    test = load_splits(cfg.data).test
     assert len(test) % 6 != 0                                              # padding really happens
     assert len(pred) == sum(len(d) for d in test)                         # no repeats, none missing
     assert not pred.duplicated(["dialogue_id", "position"]).any()
