@@ -99,6 +99,9 @@ class CompareConfig:
     output_dir: str = "runs/compare_synthetic"
     overwrite_predictions: bool = field(default=False, metadata={
         "help": "recompute cached predictions (default: reuse them, so an interrupted run resumes)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "fine-tune runs under output_dir/finetune/ that hold another config or other inputs are "
+                "cleared and redone (without it they are refused)"})
 
     def validate(self) -> None:
         bad = [m for m in self.zero_shot if m not in ZERO_SHOT_METHODS]

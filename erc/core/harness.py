@@ -90,6 +90,22 @@ def tracker_config(cfg: Any) -> dict[str, Any]:
     return out
 
 
+def start_local(cfg: Any, output_dir: str | Path, config_path: str | Path | None = None) -> Path:
+    """Start-up of a stage that runs in one process without Accelerate (embed, compare; main process
+    only under a multi-process pipeline): logging, the thread rule, seed, output folder checked
+    writable, resolved config saved. Returns the output folder. A config without ``seed`` is not
+    seeded (nothing random runs)."""
+    setup_logging(True)
+    set_threads(int(getattr(cfg, "num_threads", 0) or 0))
+    if hasattr(cfg, "seed"):
+        set_seed(int(cfg.seed))
+    out = Path(output_dir)
+    check_writable(out)
+    if config_path is not None:
+        save_config(cfg, config_path)
+    return out
+
+
 @dataclass
 class Run:
     """A started run: its Accelerator, folder, config and identity."""

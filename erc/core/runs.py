@@ -288,26 +288,39 @@ def summarize_seeds(per_seed: Sequence[Mapping[str, Any]], keys: Iterable[str]) 
 
 
 # ----------------------------------------------------------------------------- pipeline stages
+def format_cell(x: Any) -> str:
+    """A number for a Markdown table: 3 decimals for floats, '-' for missing."""
+    return "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+
+
+def _no_summary(cfg: Any, link: Callable[[Path], str]) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """What the pipeline needs to know about a stage, declared by the stage itself.
 
     ``run`` is ``"module:function"`` (imported when the stage runs, so declaring a
-    stage stays cheap); ``outputs(cfg)`` names the files that, with the stage's
-    marker, make it complete; ``summary(cfg, link)`` returns Markdown lines for the
-    pipeline's summary (``link(path)`` turns a path into a link relative to it);
-    ``main_process_only``: stages that do not use Accelerate run on the main process.
+    stage stays cheap); ``place(folder)`` gives the config values that put the stage's
+    outputs into ``folder``; ``outputs(cfg)`` names the files that, with the pipeline's
+    completion marker, make the stage complete; ``summary(cfg, link)`` returns Markdown
+    lines for the pipeline's summary (``link(path)``: the path relative to the summary);
+    ``main_process_only``: stages that do not use Accelerate run on the main process;
+    ``takes_command``: the run function accepts ``command=`` (shown in its report).
     """
 
     name: str
     config_class: type
     run: str
     identity_rule: IdentityRule
+    place: Callable[[Path], dict[str, Any]]
     outputs: Callable[[Any], dict[str, Path]]
-    summary: Callable[[Any, Callable[[Path], str]], list[str]] = lambda cfg, link: []
+    summary: Callable[[Any, Callable[[Path], str]], list[str]] = _no_summary
     main_process_only: bool = False
+    takes_command: bool = False
 
-    def run_function(self) -> Callable[[Any], Any]:
+    def run_function(self) -> Callable[..., Any]:
         import importlib
 
         module, _, name = self.run.partition(":")
@@ -315,3 +328,6 @@ class StageSpec:
 
     def identity(self, cfg: Any, num_processes: int = 1) -> RunIdentity:
         return self.identity_rule.identity(self.name, cfg, num_processes)
+
+    def is_complete(self, cfg: Any) -> bool:
+        return all(p.exists() for p in self.outputs(cfg).values())

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from erc.core.config import ConfigError, save_config
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
-from erc.core.runs import IdentityRule, select_best, summarize_seeds
+from erc.core.runs import select_best, summarize_seeds
 from erc.data.dialogues import load_splits, make_loader
 from erc.graph.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
 from erc.graph.cmerc_losses import make_cmerc_loss_hook
@@ -42,6 +42,7 @@ from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
 from erc.graph.infer import EvalResult, InferenceResult, run_inference
 from erc.graph.losses import LossCombiner, task_losses
 from erc.graph.model import GraphModelConfig, GraphSmile, save_graph_model
+from erc.graph.stage import TRAIN_GRAPH_IDENTITY, train_graph_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +50,7 @@ LossHook = Callable[[Any, Any, int], Any]
 SUMMARY_METRICS = ("accuracy", "weighted_f1", "macro_f1")
 # calibration (erc.graph.calibration), averaged over seeds too; ts_ = after temperature scaling fitted on validation
 CALIBRATION_SUMMARY = ("ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier", "temperature")
-__all__ = ["EvalResult", "InferenceResult", "run_train_graph", "train_seed", "select_best_epoch", "IDENTITY"]
-
-
-# What makes two train-graph runs the same run. More epochs or more seeds extend a run (as before the
-# harness: `train-graph --epochs 4` into a folder trained for 2 continues it, curriculum included); the
-# number of processes is not part of it (checkpoints written by N processes resume in M).
-IDENTITY = IdentityRule(
-    ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints"}),
-    inputs=("data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir", "cmerc.difficulty_file"))
+__all__ = ["EvalResult", "InferenceResult", "run_train_graph", "train_seed", "select_best_epoch"]
 
 
 def select_best_epoch(scores: Sequence[float]) -> int:
@@ -298,7 +291,7 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
     ``on_epoch_end(info)`` gets ``epoch, valid (InferenceResult), test (InferenceResult at a new best
     validation epoch, else None), model, improved, accelerator, run_dir`` after each epoch.
     """
-    run = start_run(cfg, "train-graph", IDENTITY,
+    run = start_run(cfg, "train-graph", TRAIN_GRAPH_IDENTITY,
                     dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     accelerator, out_dir = run.accelerator, run.output_dir
     with accelerator.main_process_first():
@@ -314,8 +307,9 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
                "num_processes": accelerator.num_processes, "seeds": [r["seed"] for r in results],
                **summarize_seed_results(results), "per_seed": results}
     if accelerator.is_main_process:
-        write_json(out_dir / "results.json", summary)
-        write_csv(out_dir / "epochs.csv", history)
+        files = train_graph_outputs(out_dir)
+        write_json(files["results"], summary)
+        write_csv(files["epochs"], history)
         accelerator.print(format_summary(summary))
     run.finish()  # keeps the process group when a pipeline runs more stages
     return summary

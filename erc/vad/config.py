@@ -102,5 +102,6 @@ class EmbedConfig:
     pooling: str = field(default="mean", metadata={"help": "pooling for erc.encoders.hf.encode_texts"})
     batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
     output: str = field(default="runs/embeddings.npz", metadata={"help": "output .npz (written atomically)"})
+    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     synthetic_dialogues: int = 60
     synthetic_seed: int = 0

@@ -35,10 +35,11 @@ from erc.core.config import ConfigError
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import write_csv, write_json
 from erc.core.metrics import VAD_NAMES, regression_metrics
-from erc.core.runs import IdentityRule, select_best
+from erc.core.runs import select_best
 from erc.vad.data import build_splits
 from erc.vad.model import VADRegressor
 from erc.vad.plots import write_plots
+from erc.vad.stage import FINETUNE_IDENTITY, finetune_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +50,6 @@ HIGHER_IS_BETTER = {"val_ccc": True, "val_pearson": True, "val_loss": False, "va
                     "val_rmse": False, "val_mae": False}
 
 
-def _global_batch(cfg, num_processes: int) -> dict:
-    return {"global_batch_size": cfg.batch_size * num_processes}
-
-
-# What makes two finetune runs the same run. The sampler draws global batches (batch_size x processes),
-# so 1 process x 16 and 2 x 8 are the same run; checkpointing and stop settings do not change results.
-IDENTITY = IdentityRule(ignore=frozenset({"batch_size", "checkpointing_steps", "keep_checkpoints",
-                                          "stop_after_steps"}),
-                        inputs=("data.path", "model"), extra=_global_batch)
 
 
 class LengthGroupedSampler(torch.utils.data.Sampler):
@@ -360,7 +352,7 @@ def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: C
         state.best_value, state.best_epoch, state.bad_epochs = float(row[column]), epoch + 1, 0
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            accelerator.unwrap_model(parts.model).save_pretrained(run.output_dir / "best_model")
+            accelerator.unwrap_model(parts.model).save_pretrained(finetune_outputs(run.output_dir)["model"])
     else:
         state.bad_epochs = len(state.log_rows) - 1 - (best if best is not None else -1)
         if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
@@ -370,7 +362,7 @@ def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: C
                       f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f} "
                       f"({row['epoch_seconds']:.1f}s train)")
     if accelerator.is_main_process:
-        write_csv(run.output_dir / "train_log.csv", state.log_rows, LOG_COLUMNS)
+        write_csv(finetune_outputs(run.output_dir)["log"], state.log_rows, LOG_COLUMNS)
     run.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
     state.epoch, state.batches_in_epoch = epoch + 1, 0
     state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
@@ -380,11 +372,12 @@ def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: C
 def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState) -> dict:
     """Load the best-validation model, evaluate test (and validation again); write metrics, predictions, plots."""
     accelerator, out_dir = run.accelerator, run.output_dir
-    best_dir = out_dir / "best_model"
+    files = finetune_outputs(out_dir)
+    best_dir = files["model"]
     accelerator.wait_for_everyone()
     if not best_dir.is_dir():
         raise ValueError(f"no epoch had a finite {_selection_column(cfg)}: no best model to test "
-                         f"(see {out_dir / 'train_log.csv'})")
+                         f"(see {files['log']})")
     best = VADRegressor.from_pretrained(best_dir)
     accelerator.unwrap_model(parts.model).load_state_dict(best.state_dict())
     test = evaluate(parts.model, parts.test_loader, accelerator)
@@ -401,13 +394,13 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
         "test": test["metrics"], "validation": val,
     }
     if accelerator.is_main_process:
-        write_json(out_dir / "metrics.json", result)
+        write_json(files["metrics"], result)
         test_ids = splits.datasets["test"]["utterance_id"]
         rows = [{"utterance_id": test_ids[int(i)],
                  **{f"true_{d}": float(t[j]) for j, d in enumerate(VAD_NAMES)},
                  **{f"pred_{d}": float(p[j]) for j, d in enumerate(VAD_NAMES)}}
                 for i, t, p in zip(test["idx"], test["true"], test["pred"])]
-        write_csv(out_dir / "test_predictions.csv", rows)
+        write_csv(files["predictions"], rows)
         if cfg.plots:
             result["plots"] = write_plots(out_dir, state.log_rows, test["pred"], test["true"])
         logger.info("test (%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", _selection_column(cfg),
@@ -416,18 +409,14 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
     return result
 
 
-OUTPUTS = dict(config="config.yaml", train_log="train_log.csv", metrics="metrics.json",
-               predictions="test_predictions.csv", best_model="best_model", checkpoints="checkpoints")
-
-
 def run_finetune(cfg) -> dict:
     """Train, select the best epoch on validation, test it; returns paths and metrics."""
     _selection_column(cfg)              # a bad selection metric fails before anything starts
-    run = start_run(cfg, "finetune", IDENTITY, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    run = start_run(cfg, "finetune", FINETUNE_IDENTITY, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                     step_scheduler_with_optimizer=False)
     accelerator = run.accelerator
     parts = build_parts(cfg, accelerator)
-    ckpts = run.checkpoints(run.output_dir / "checkpoints", keep=cfg.keep_checkpoints)
+    ckpts = run.checkpoints(finetune_outputs(run.output_dir)["checkpoints"], keep=cfg.keep_checkpoints)
     state = _resume(cfg, ckpts, accelerator)
     logger.info("training: %d examples, %d epochs, %d steps/epoch, %d processes, batch %d/process",
                 len(parts.tokenized["train"]), cfg.epochs, parts.steps_per_epoch, accelerator.num_processes,
@@ -448,5 +437,8 @@ def run_finetune(cfg) -> dict:
         return {"interrupted": True, "completed_steps": state.completed_steps, "output_dir": str(run.output_dir)}
     result = evaluate_best_model(cfg, run, parts, state)
     run.finish()  # keeps the process group when a pipeline runs more stages
-    result["paths"] = {k: str(run.output_dir / v) for k, v in OUTPUTS.items()}
+    out = finetune_outputs(run.output_dir)
+    result["paths"] = {k: str(out[v]) for k, v in dict(
+        config="config", train_log="log", metrics="metrics", predictions="predictions",
+        best_model="model", checkpoints="checkpoints").items()}
     return result
