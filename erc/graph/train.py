@@ -252,7 +252,7 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, run: Run
             state["curriculum"] = parts.curriculum.state_dict()   # pool schedule state, checked on resume
         if accelerator.is_main_process:
             write_csv(run_dir / "epochs.csv", state["history"])
-        run.log(row, step=epoch, prefix=f"seed_{seed}/")
+        run.log({k: v for k, v in row.items() if k not in ("seed", "epoch")}, step=epoch, prefix=f"seed_{seed}/")
         if cfg.checkpoint:
             ckpts.save(f"epoch_{epoch + 1}", state, progress=epoch + 1)
         bar.set_postfix(loss=f"{train_stats.get('loss', float('nan')):.3f}",
