@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from erc.compare.stage import COMPARE
-from erc.core.config import ConfigError, config_from_dict, save_config
+from erc.core.cli import add_stage_command
+from erc.core.config import config_from_dict, save_config
 from erc.core.io import atomic_write_text, write_json
 from erc.core.logs import setup_logging
 from erc.core.runs import (
@@ -72,10 +73,10 @@ class PipelineConfig:
 
     output_dir: str = field(default="runs/pipeline", metadata={"help": "run directory (one sub-folder per stage)"})
     stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
-        "help": f"stages to run, in order, from {', '.join(STAGES)}"})
+        "help": f"stages to run, in order, from {', '.join(STAGES)}", "choices": STAGES})
     force: list[str] = field(default_factory=list, metadata={
         "help": "stages to redo from scratch even if complete (their folders are deleted first; "
-                "the stages that use their outputs are redone too)"})
+                "the stages that use their outputs are redone too)", "choices": STAGES})
     overwrite: bool = field(default=False, metadata={
         "help": "clear output_dir first (when it holds stages of another config; without it they are refused)"})
     synthetic_dialogues: int = field(default=60, metadata={
@@ -87,12 +88,6 @@ class PipelineConfig:
         "cli": False, "help": "GraphTrainConfig fields"})
     compare: dict = field(default_factory=_compare_defaults, metadata={
         "cli": False, "help": "CompareConfig fields"})
-
-    def validate(self) -> None:
-        for name in ("stages", "force"):
-            bad = [s for s in getattr(self, name) if s not in STAGES]
-            if bad:
-                raise ConfigError(f"field '{name}': unknown stage(s) {bad}; expected some of {list(STAGES)}")
 
 
 def stage_dir(cfg: PipelineConfig, stage: str) -> Path:
@@ -287,8 +282,6 @@ def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> st
 
 def register(subparsers) -> None:
     """The ``pipeline`` subcommand (registered by :mod:`erc.cli`)."""
-    from erc.core.cli import add_stage_command
-
     add_stage_command(subparsers, "pipeline", PipelineConfig, run_pipeline,
                       help="finetune -> embed -> train-graph -> compare in one run directory "
                            "(complete stages are skipped; --force STAGE redoes one)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from erc.core.config import ConfigError
+from erc.data.registry import CLASS_SET_CHOICES
+from erc.encoders import POOLINGS
 
 ZERO_SHOT_METHODS = ("anchor", "nli")
 DATA_KINDS = ("synthetic", "iemocap", "table")
@@ -54,15 +56,16 @@ class CompareConfig:
     data: CompareDataConfig = field(default_factory=CompareDataConfig, metadata={
         "help": "utterances and their train/test split"})
     class_sets: list[str] = field(default_factory=lambda: ["iemocap4", "iemocap6"], metadata={
-        "help": "emotion class sets: iemocap4, iemocap6, or 'all' (every label the table has)"})
+        "help": "emotion class sets (erc.data.registry.CLASS_SETS), or 'all' (every label the table has)",
+        "choices": CLASS_SET_CHOICES})
     # ---- encoders ---------------------------------------------------------------------------
     model: str = field(default="builtin:tiny", metadata={
         "help": "encoder for the zero-shot anchor projection: HF name, local folder or builtin:tiny"})
-    pooling: str = field(default="mean", metadata={"help": "cls or mean", "choices": ("cls", "mean")})
+    pooling: str = field(default="mean", metadata={"help": "cls or mean", "choices": POOLINGS})
     max_length: int = 128
     batch_size: int = 64
     zero_shot: list[str] = field(default_factory=lambda: ["anchor"], metadata={
-        "help": "zero-shot methods to run: anchor, nli"})
+        "help": "zero-shot methods to run: anchor, nli", "choices": ZERO_SHOT_METHODS})
     anchors: str = field(default="configs/vad_anchors.yaml", metadata={
         "help": "YAML with descriptor phrases per pole of each dimension (editable)"})
     anchor_temperature: float = field(default=0.1, metadata={
@@ -104,9 +107,6 @@ class CompareConfig:
                 "cleared and redone (without it they are refused)"})
 
     def validate(self) -> None:
-        bad = [m for m in self.zero_shot if m not in ZERO_SHOT_METHODS]
-        if bad:
-            raise ConfigError(f"field 'zero_shot': unknown method(s) {bad}; expected {list(ZERO_SHOT_METHODS)}")
         if "nli" in self.zero_shot and not self.nli_model:
             raise ConfigError("field 'nli_model': required when zero_shot includes 'nli' "
                               "(an NLI model name or local folder)")

@@ -1,9 +1,9 @@
 """Data of the compare stage: utterance tables, train/test split, emotion class sets.
 
-Class sets are data in one registry (:data:`CLASS_SETS`), not branches: each
-maps raw emotion labels to class names and lists the classes in order.
-Utterances whose label is not in a set's mapping (``xxx``, ``sur``, ``fea`` ...)
-are left out of that set's forest, never relabelled.
+Class sets are data in the dataset registry (:data:`erc.data.registry.CLASS_SETS`),
+not branches: each maps raw emotion labels to class names and lists the classes
+in order. Utterances whose label is not in a set's mapping (``xxx``, ``sur``,
+``fea`` ...) are left out of that set's forest, never relabelled.
 """
 from __future__ import annotations
 
@@ -16,29 +16,11 @@ import numpy as np
 import pandas as pd
 
 from erc.core.config import ConfigError
-from erc.core.metrics import VAD_NAMES
+from erc.data.registry import CLASS_SETS, VAD_NAMES, ClassSet
+from erc.data.splits import split_rows
+from erc.data.utterances import read_any_table, read_iemocap, read_synthetic, read_table
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClassSet:
-    name: str
-    labels: tuple[str, ...]       # class names in output order
-    mapping: dict                 # raw emotion -> class name
-    description: str
-
-
-CLASS_SETS: dict[str, ClassSet] = {
-    "iemocap4": ClassSet(
-        "iemocap4", ("ang", "hap", "sad", "neu"),
-        {"ang": "ang", "hap": "hap", "exc": "hap", "sad": "sad", "neu": "neu"},
-        "IEMOCAP 4 classes: anger, happiness (happy + excited merged), sadness, neutral"),
-    "iemocap6": ClassSet(
-        "iemocap6", ("hap", "sad", "neu", "ang", "exc", "fru"),
-        {e: e for e in ("hap", "sad", "neu", "ang", "exc", "fru")},
-        "IEMOCAP 6 classes (COSMIC order): happy, sad, neutral, angry, excited, frustrated"),
-}
 
 
 def resolve_class_set(name: str, train_labels: Sequence[str] | None = None) -> ClassSet:
@@ -84,41 +66,41 @@ def _check_columns(df: pd.DataFrame, source: str) -> None:
 
 def split_by_sessions(df: pd.DataFrame, train_sessions: Sequence[int], test_sessions: Sequence[int],
                       source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train / test rows by session lists (:func:`erc.data.splits.split_rows`)."""
     if "session" not in df.columns:
         raise ConfigError(f"{source}: no 'session' column to split by sessions")
-    sess = pd.to_numeric(df["session"], errors="coerce")
-    train = df[sess.isin(list(train_sessions))].reset_index(drop=True)
-    test = df[sess.isin(list(test_sessions))].reset_index(drop=True)
+    sess = pd.to_numeric(df["session"], errors="coerce").fillna(-1).astype(int)
+    masks = split_rows(df["dialogue_id"], "session", sessions=sess, source=source,
+                       session_lists={"train": list(train_sessions), "test": list(test_sessions)})
+    train, test = df[masks["train"]].reset_index(drop=True), df[masks["test"]].reset_index(drop=True)
     for name, part, want in (("train", train, train_sessions), ("test", test, test_sessions)):
         if part.empty:
             raise ConfigError(f"{source}: the {name} split (sessions {list(want)}) has no utterances; "
-                              f"sessions present: {sorted(sess.dropna().astype(int).unique().tolist())}")
+                              f"sessions present: {sorted(s for s in sess.unique().tolist() if s >= 0)}")
     return train, test
 
 
 def split_table(df: pd.DataFrame, test_fraction: float, seed: int,
                 source: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """By the table's split column (train / test; validation rows unused) or seeded by dialogue."""
+    """By the table's split column (train / test; valid rows unused) or seeded by dialogue
+    (:func:`erc.data.splits.split_rows` both ways)."""
     if "split" in df.columns:
-        col = df["split"].astype(str)
-        train, test = df[col == "train"], df[col == "test"]
-        if train.empty or test.empty:
+        masks = split_rows(df["dialogue_id"], "column", column=df["split"].tolist(), source=source)
+        if not masks["train"].any() or not masks["test"].any():
             raise ConfigError(f"{source}: the split column needs 'train' and 'test' rows; "
-                              f"found {sorted(col.unique().tolist())}")
-        return train.reset_index(drop=True), test.reset_index(drop=True), "the table's split column"
-    dialogues = np.array(sorted(df["dialogue_id"].astype(str).unique()))
-    rng = np.random.default_rng(seed)
-    n_test = max(1, int(round(test_fraction * len(dialogues))))
-    test_ids = set(rng.permutation(dialogues)[:n_test])
-    is_test = df["dialogue_id"].astype(str).isin(test_ids)
-    return (df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True),
-            f"seeded by dialogue (seed {seed}, {n_test}/{len(dialogues)} dialogues in test)")
+                              f"found {sorted(df['split'].astype(str).unique().tolist())}")
+        how = "the table's split column"
+    else:
+        masks = split_rows(df["dialogue_id"], "dialogue", fractions={"test": test_fraction}, seed=seed,
+                           source=source)
+        n_dialogues = df["dialogue_id"].astype(str).nunique()
+        n_test = df.loc[masks["test"], "dialogue_id"].astype(str).nunique()
+        how = f"seeded by dialogue (seed {seed}, {n_test}/{n_dialogues} dialogues in test)"
+    return df[masks["train"]].reset_index(drop=True), df[masks["test"]].reset_index(drop=True), how
 
 
 def read_labelled_table(d) -> pd.DataFrame:
     """A CSV/JSONL/Parquet table (``d``: the ``data`` section) through the utterance reader, plus its emotion column."""
-    from erc.data.utterances import read_any_table, read_table
-
     if not Path(d.path).is_file():
         raise ConfigError(f"field 'data.path': {d.path} is not a file")
     raw = read_any_table(Path(d.path))
@@ -137,13 +119,9 @@ def load_compare_data(cfg) -> CompareData:
     """Read the utterances named by ``cfg.data`` and split them; rows without gold V/A/D are dropped."""
     d = cfg.data
     if d.format == "synthetic":
-        from erc.data.utterances import read_synthetic
-
         df = read_synthetic(d.synthetic_dialogues, cfg.seed)
         source = f"SYNTHETIC corpus (vad.synthetic, {d.synthetic_dialogues} dialogues, seed {cfg.seed})"
     elif d.format == "iemocap":
-        from erc.data.utterances import read_iemocap
-
         df = read_iemocap(d.path)
         source = f"IEMOCAP release at {d.path}"
     elif d.format == "table":
@@ -159,9 +137,6 @@ def load_compare_data(cfg) -> CompareData:
     else:
         train, test = split_by_sessions(df, d.train_sessions, d.test_sessions, source)
         how = f"train sessions {list(d.train_sessions)}, test sessions {list(d.test_sessions)}"
-    overlap = set(train["dialogue_id"]) & set(test["dialogue_id"])
-    if overlap:
-        raise ConfigError(f"{source}: dialogues in both train and test: {sorted(overlap)[:5]}")
     desc = (f"{source}: {n_all} utterances read, {len(df)} with gold V/A/D used "
             f"({len(train)} train / {len(test)} test)")
     logger.info("%s; split: %s", desc, how)

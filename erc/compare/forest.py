@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 
 from erc.core.metrics import classification_metrics
 from erc.core.runs import summarize_seeds
@@ -43,9 +45,6 @@ def fit_forest(x_train: np.ndarray, y_train: np.ndarray, groups: Sequence | None
                grid: ForestGrid | None = None, cv_folds: int = 3, scoring: str = "f1_weighted",
                seed: int = 0, n_jobs: int = 1):
     """Grid-search a ``RandomForestClassifier`` on the training split; return the fitted search."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
-
     x_train, y_train = np.asarray(x_train, dtype=np.float64), np.asarray(y_train)
     if len(x_train) != len(y_train):
         raise ValueError(f"x_train has {len(x_train)} rows but y_train has {len(y_train)}")

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 from erc.compare.data import resolve_class_set
 from erc.compare.stage import compare_outputs
 from erc.core.io import atomic_write_text, write_json
-from erc.core.metrics import VAD_NAMES
+from erc.data.registry import VAD_NAMES
 from erc.core.plotting import pyplot, save_png
 from erc.core.runs import mean_std
 
@@ -57,8 +60,6 @@ def emotion_colours(names: Sequence[str]) -> dict:
 
 
 def fig_training_curves(settings, path: Path) -> Path | None:
-    import pandas as pd
-
     runs = [s for s in settings if s.train_log]
     if not runs:
         return None
@@ -144,9 +145,6 @@ def _scatter_by_emotion(ax, xy: np.ndarray, names: list[str], colours: dict, s: 
 
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     x = np.asarray(x, dtype=np.float64)
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
     if x.shape[1] > 50:

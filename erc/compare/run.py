@@ -34,8 +34,10 @@ from erc.compare.zeroshot import AnchorProjector, NLIZeroShot, load_anchors
 from erc.core.config import ConfigError, flag_paths, resolve_config
 from erc.core.harness import start_local
 from erc.core.io import atomic_write_bytes, read_json, write_csv, write_json
-from erc.core.metrics import VAD_NAMES, regression_metrics
+from erc.core.metrics import regression_metrics
 from erc.core.runs import read_identity
+from erc.data.registry import VAD_NAMES
+from erc.data.splits import hold_out_last_session
 from erc.encoders.hf import encode_texts, load_encoder
 from erc.vad.config import FinetuneConfig
 from erc.vad.model import VADRegressor, is_vad_model_dir
@@ -148,12 +150,9 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
     o.update(model=cfg.model, pooling=cfg.pooling, max_length=cfg.max_length)
     d = cfg.data
     if d.format in ("synthetic", "iemocap"):
-        train = sorted(d.train_sessions)
-        if len(train) < 2:
-            raise ConfigError("field 'data.train_sessions': fine-tuning needs at least 2 training sessions "
-                              "(the last one is held out as its validation split)")
-        o.update(format=d.format, split="session", train_sessions=train[:-1],
-                 valid_sessions=[train[-1]], test_sessions=list(d.test_sessions))
+        held = hold_out_last_session(d.train_sessions)   # the last training session validates
+        o.update(format=d.format, split="session", train_sessions=held["train"],
+                 valid_sessions=held["valid"], test_sessions=list(d.test_sessions))
         if d.format == "iemocap":
             o["path"] = d.path
         else:
@@ -313,8 +312,8 @@ def evaluate_settings(cfg, data, settings: list[Setting]) -> dict:
     for s in settings:
         if s.kind == "gold":
             continue
-        vad[s.name] = {"train": regression_metrics(s.pred_train, gold_train),
-                       "test": regression_metrics(s.pred_test, gold_test)}
+        vad[s.name] = {"train": regression_metrics(s.pred_train, gold_train, VAD_NAMES),
+                       "test": regression_metrics(s.pred_test, gold_test, VAD_NAMES)}
 
     grid = ForestGrid(cfg.forest_n_estimators, cfg.forest_max_depth, cfg.forest_min_samples_leaf)
     emotion: dict = {}

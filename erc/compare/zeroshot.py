@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import yaml
+from transformers import pipeline
 
 from erc.core.config import ConfigError
-from erc.core.metrics import VAD_NAMES
+from erc.data.registry import VAD_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +51,6 @@ class Anchors:
 
 def load_anchors(path: str | Path) -> Anchors:
     """Read ``{valence,arousal,dominance}: {high: [...], low: [...]}`` and check its shape."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"anchor file {path} does not exist")
@@ -133,8 +133,6 @@ class NLIZeroShot:
 
     def __init__(self, model: str, anchors: Anchors, hypothesis_template: str = "{}",
                  scale: tuple[float, float] = (1.0, 5.0), batch_size: int = 16, device: int | str = -1):
-        from transformers import pipeline
-
         self.anchors, self.template, self.scale = anchors, hypothesis_template, scale
         self.batch_size = batch_size
         self.pipe = pipeline("zero-shot-classification", model=model, device=device)

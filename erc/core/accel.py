@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+
+import torch
 
 _PIPELINE_DEPTH = 0
 
@@ -40,8 +43,5 @@ def use_cpu_processes() -> bool:
     treats as multi-CPU (gloo) only when told ``cpu=True``. Every stage passes
     this to its ``Accelerator``/``PartialState`` so all of them agree.
     """
-    import os
-
-    import torch
 
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()

@@ -43,6 +43,9 @@ class ConfigError(ValueError):
     """A configuration file or flag that cannot be turned into the stage's dataclass."""
 
 
+#: ``mixed_precision`` of every trained stage (Accelerate's values).
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
 #: ``resume`` (every trained stage, one type, one meaning): one of these words or a checkpoint folder.
 RESUME_MODES = ("auto", "never", "latest")
 RESUME_HELP = ("auto: continue from the newest checkpoint in output_dir if there is one, else start fresh; "
@@ -133,6 +136,42 @@ def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
     return value
 
 
+def _fmt_choices(choices: Any) -> str:
+    return ", ".join(str(c) for c in choices)
+
+
+def check_field_choices(f: dataclasses.Field, value: Any, source: str, path: str) -> None:
+    """Refuse a value outside ``f.metadata["choices"]`` (list fields element-wise; None passes).
+
+    The message names the source, the field (``path``), the value and the allowed
+    values: ``configs/x.yaml: modalities: unknown ['smell']; allowed: text, audio, visual, timing``.
+    """
+    choices = f.metadata.get("choices")
+    if choices is None or value is None:
+        return
+    if isinstance(value, (list, tuple)):
+        bad = [v for v in value if v not in choices]
+        if bad:
+            raise ConfigError(f"{source}: {path}: unknown {bad!r} in {list(value)!r}; "
+                              f"allowed: {_fmt_choices(choices)}")
+    elif value not in choices:
+        raise ConfigError(f"{source}: {path}: unknown {value!r}; allowed: {_fmt_choices(choices)}")
+
+
+def check_choices(cfg: Any, source: str = "config", prefix: str = "") -> None:
+    """Check every field of ``cfg`` (and of its sections) that declares ``choices``.
+
+    :func:`config_from_dict` calls this for every config it builds; a config's
+    ``__post_init__`` may call it so that direct construction is checked too.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_choices(value, source, f"{prefix}{f.name}.")
+        else:
+            check_field_choices(f, value, source, prefix + f.name)
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -198,14 +237,15 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         owner = sections[path[:-1]]
         f = next(x for x in dataclasses.fields(owner) if x.name == name)
         tp, _ = _unwrap_optional(_hints(owner)[name])
-        help_text = f"{f.metadata.get('help', '')} (default: {_default(f)!r})".strip()
+        help_text = f.metadata.get("help", "")
+        if "choices" in f.metadata:   # checked by config_from_dict, with the same message as in YAML
+            help_text += f" (one of: {_fmt_choices(f.metadata['choices'])})"
+        help_text = f"{help_text} (default: {_default(f)!r})".strip()
         kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text)
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) in (list, tuple):
             kwargs["nargs"] = "*"
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
         target = parser
         if path[:-1]:
             key = path[:-1]
@@ -245,6 +285,9 @@ def _build(cls: type[T], values: dict, source: str, prefix: str = "") -> T:
             + (f" ({'; '.join(hints_txt)})" if hints_txt else "")
             + f"; known fields: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], source, prefix + k) for k, v in values.items()}
+    for f in dataclasses.fields(cls):     # before construction: __post_init__ may rely on valid values
+        if f.name in kwargs:
+            check_field_choices(f, kwargs[f.name], source, prefix + f.name)
     cfg = cls(**kwargs)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
@@ -256,7 +299,9 @@ def config_from_dict(cls: type[T], values: dict, source: str = "config") -> T:
     """Build ``cls`` from a nested dict (sections as mappings), coercing types.
 
     Unknown keys are an error naming ``source`` (a flat key that belongs in a
-    section says which); every section's and the root's ``validate()`` runs.
+    section says which); a value outside a field's ``choices`` (list fields
+    element-wise) is an error naming the field, the value and the allowed
+    values; every section's and the root's ``validate()`` runs.
     """
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping of field: value, got {values!r}")
@@ -282,6 +327,7 @@ def nest_flat(cls: type, flat: dict, source: str = "config") -> dict:
     """
     paths = flag_paths(cls)
     sections = {p[0] for p in section_paths(cls) if p}
+    root = {f.name for f in dataclasses.fields(cls)}
     out: dict = {}
     unknown = []
     for k, v in flat.items():
@@ -290,6 +336,8 @@ def nest_flat(cls: type, flat: dict, source: str = "config") -> dict:
         elif k in sections and isinstance(v, dict):
             for kk, vv in v.items():
                 _set_path(out, (k, kk), vv)
+        elif k in root and k not in sections:      # a root field without a flag (e.g. a dict section)
+            out[k] = v
         else:
             unknown.append(k)
     if unknown:

@@ -1,6 +1,8 @@
 """Atomic writes: a reader never sees half a file, an interrupted run never loses the last one."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -8,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 
 def _default_mode() -> int:
@@ -40,7 +44,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def _json_default(obj: Any) -> Any:
     try:
-        import numpy as np
         if isinstance(obj, np.generic):
             return obj.item()
         if isinstance(obj, np.ndarray):
@@ -74,9 +77,6 @@ def read_json(path: str | Path) -> Any:
 
 def write_csv(path: str | Path, rows: Sequence[dict], columns: Iterable[str] | None = None) -> None:
     """Write dict rows as CSV atomically; ``columns`` fixes the order (default: first row's keys)."""
-    import csv
-    import io
-
     rows = list(rows)
     cols = list(columns) if columns is not None else (list(rows[0].keys()) if rows else [])
     for r in rows:

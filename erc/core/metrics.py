@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-VAD_NAMES = ("valence", "arousal", "dominance")
 
 
 def pearson_r(pred: np.ndarray, true: np.ndarray) -> float:
@@ -32,9 +32,9 @@ def ccc(pred: np.ndarray, true: np.ndarray) -> float:
     return float(2 * cov / denom) if denom > 0 else float("nan")
 
 
-def regression_metrics(pred: np.ndarray, true: np.ndarray,
-                       names: Sequence[str] = VAD_NAMES) -> dict[str, float]:
-    """Flat dict: ``mse, rmse, mae`` overall and ``{name}_{metric}`` per column.
+def regression_metrics(pred: np.ndarray, true: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Flat dict: ``mse, rmse, mae`` overall and ``{name}_{metric}`` per column (``names``, one per
+    column, e.g. :data:`erc.data.registry.VAD_NAMES`).
 
     Overall Pearson and CCC are the mean of the per-dimension values.
     """
@@ -66,8 +66,6 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray,
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int],
                            label_names: Sequence[str]) -> dict:
     """Accuracy, weighted and macro F1, per-class F1 and the confusion matrix (rows = true)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-
     labels = list(range(len(label_names)))
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)

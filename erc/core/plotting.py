@@ -8,7 +8,12 @@ from erc.core.io import atomic_write_bytes
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    """``matplotlib.pyplot`` on the Agg backend (no display needed).
+
+    Imported here, not at the top: the backend must be chosen before pyplot is
+    imported, and choosing it at import time would change it for a whole program
+    that merely imports this module.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

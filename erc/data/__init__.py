@@ -1,1 +1,1 @@
-"""Stage 3 data layer: multimodal dialogue datasets, readers, joins, checks, batching."""
+"""Layer 1: every corpus and its facts (registry), readers, splits, dialogue batches and loaders."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from erc.core.config import ConfigError
+from erc.core.config import ConfigError, check_choices
+from erc.data.registry import DATASETS
 
 MODALITIES = ("text", "audio", "visual", "timing")
 TEXT_MODES = ("0", "1", "2", "3", "concat", "mean")
@@ -30,11 +31,12 @@ class DialogueDataConfig:
     picks embeddings if ``text_embeddings`` is set, else the file's layers, else hash.
     """
 
-    dataset: str = field(default="synthetic", metadata={"help": "registry name (erc.data.registry.DATASETS)"})
+    dataset: str = field(default="synthetic", metadata={"help": "registry name (erc.data.registry.DATASETS)",
+                                                         "choices": tuple(DATASETS)})
     path: str | None = field(default=None, metadata={
         "help": "pickle / CSV folder / release root; None = the registry's default under the data folder"})
     modalities: list[str] = field(default_factory=lambda: ["text", "audio", "visual"], metadata={
-        "help": f"any non-empty subset of {', '.join(MODALITIES)}"})
+        "help": f"any non-empty subset of {', '.join(MODALITIES)}", "choices": MODALITIES})
     text_source: str = field(default="auto", metadata={"help": "where text features come from",
                                                        "choices": TEXT_SOURCES})
     text_mode: str = field(default="mean", metadata={
@@ -55,40 +57,27 @@ class DialogueDataConfig:
         "help": "fraction of training dialogues carved out as validation (datasets without their own)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/valid carve"})
     normalize: list[str] = field(default_factory=lambda: ["audio", "visual", "timing"], metadata={
-        "help": "modalities z-scored with statistics of the TRAINING dialogues only"})
+        "help": "modalities z-scored with statistics of the TRAINING dialogues only", "choices": MODALITIES})
     synthetic_dialogues: int = field(default=60, metadata={"help": "synthetic corpus size"})
     synthetic_seed: int = field(default=0, metadata={"help": "synthetic corpus seed"})
 
     def validate(self) -> None:
         if not self.modalities:
             raise ConfigError("modalities: need at least one of " + ", ".join(MODALITIES))
-        bad = [m for m in self.modalities if m not in MODALITIES]
-        if bad:
-            raise ConfigError(f"modalities: unknown {bad}; expected a subset of {list(MODALITIES)}")
         if len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"modalities: duplicates in {self.modalities}")
-        if self.text_mode not in TEXT_MODES:
-            raise ConfigError(f"text_mode: expected one of {TEXT_MODES}, got {self.text_mode!r}")
-        if self.text_source not in TEXT_SOURCES:
-            raise ConfigError(f"text_source: expected one of {TEXT_SOURCES}, got {self.text_source!r}")
-        if self.text_join not in JOIN_MODES:
-            raise ConfigError(f"text_join: expected one of {JOIN_MODES}, got {self.text_join!r}")
         if self.text_source == "embeddings" and not self.text_embeddings:
             raise ConfigError("text_source=embeddings needs text_embeddings (a file from `cli.py embed`)")
-        if self.timing_transform not in ("log1p", "none"):
-            raise ConfigError(f"timing_transform: expected log1p or none, got {self.timing_transform!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ConfigError(f"valid_fraction: expected 0 <= fraction < 1, got {self.valid_fraction}")
         if self.hash_dim < 1:
             raise ConfigError(f"hash_dim: expected >= 1, got {self.hash_dim}")
-        bad = [m for m in self.normalize if m not in MODALITIES]
-        if bad:
-            raise ConfigError(f"normalize: unknown modalities {bad}")
 
     def __post_init__(self) -> None:
         self.modalities = list(self.modalities)
         self.normalize = list(self.normalize)
         self.text_mode = str(self.text_mode)
+        check_choices(self, type(self).__name__)   # also when built directly, not through config_from_dict
         self.validate()
 
 

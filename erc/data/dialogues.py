@@ -36,11 +36,19 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
+from erc.core.paths import data_path
+from erc.data import timing
 from erc.data.batch import Dialogue, DialogueBatch, collate_dialogues
 from erc.data.config import DialogueDataConfig
 from erc.data.readers import RawCorpus, RawDialogue, read_corpus, read_meld_tables
 from erc.data.registry import DatasetSpec, get_spec
+from erc.data.splits import split_ids, split_rows
+from erc.data.text import hash_featurize, join_embeddings, read_embeddings
+from erc.data.timing import timing_features
+from erc.data.utterances import read_iemocap
 from erc.data.validate import DataValidationError, check_disjoint_splits, fail
 
 logger = logging.getLogger(__name__)
@@ -84,18 +92,15 @@ class DialogueSplits:
 
 
 # ----------------------------------------------------------------------------- splits
-def carve_validation(train_ids: Sequence[str], ratio: float, seed: int) -> tuple[list[str], list[str]]:
-    """Seeded split of TRAINING dialogue ids into (train, valid); order of ids does not matter."""
-    ids = sorted(train_ids)
-    n_valid = int(round(ratio * len(ids)))
-    if ratio > 0 and len(ids) > 1:
-        n_valid = min(max(n_valid, 1), len(ids) - 1)
-    perm = np.random.default_rng(seed).permutation(len(ids))
-    valid = {ids[i] for i in perm[:n_valid]}
-    return [d for d in train_ids if d not in valid], [d for d in train_ids if d in valid]
+def carve_validation(train_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of TRAINING dialogue ids into (train, valid) by :func:`erc.data.splits.split_rows`;
+    the order of ids does not matter for which are picked, and is kept in the output."""
+    ids = split_ids(train_ids, split_rows(train_ids, "dialogue", fractions={"valid": fraction}, seed=seed))
+    return ids["train"], ids["valid"]
 
 
-def split_ids(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, list[str]]:
+def corpus_split_ids(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, list[str]]:
+    """Dialogue ids per split: the file's own valid ids, or valid carved from train (``cfg.valid_fraction``)."""
     if corpus.spec.valid_source == "file" and corpus.splits.get("valid"):
         out = {"train": list(corpus.splits["train"]), "valid": list(corpus.splits["valid"]),
                "test": list(corpus.splits["test"])}
@@ -126,8 +131,6 @@ def build_text(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, np.ndarr
     if src == "auto":
         src = "embeddings" if cfg.text_embeddings else ("file" if spec.text_layers else "hash")
     if src == "embeddings":
-        from erc.data.text import join_embeddings, read_embeddings
-
         return join_embeddings(read_embeddings(cfg.text_embeddings), list(corpus.dialogues.values()),
                                cfg.text_join)
     if src == "file":
@@ -138,7 +141,6 @@ def build_text(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, np.ndarr
             raise DataValidationError(f"{source}: text_mode {cfg.text_mode} but dataset {spec.name!r} has "
                                       f"{spec.text_layers} text layer(s)")
         return {k: _text_layers(d, cfg.text_mode, source) for k, d in corpus.dialogues.items()}
-    from erc.data.text import hash_featurize
 
     if not spec.has_sentences:
         raise DataValidationError(f"{source}: no transcripts to featurise")
@@ -146,10 +148,6 @@ def build_text(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, np.ndarr
 
 
 def _release_table(cfg: DialogueDataConfig):
-    from erc.data.utterances import read_iemocap
-
-    from erc.core.paths import data_path
-
     root = cfg.release_root or data_path("iemocap", "IEMOCAP_full_release")
     if root is None:
         raise FileNotFoundError("timing needs the IEMOCAP release transcriptions: set release_root "
@@ -159,8 +157,6 @@ def _release_table(cfg: DialogueDataConfig):
 
 def attach_timestamps(corpus: RawCorpus, cfg: DialogueDataConfig) -> None:
     """Fill ``start``/``end`` of every dialogue from the spec's ``timing_source`` (in place)."""
-    from erc.data import timing
-
     how = corpus.spec.timing_source
     dialogues = list(corpus.dialogues.values())
     if how == "table":
@@ -176,8 +172,6 @@ def attach_timestamps(corpus: RawCorpus, cfg: DialogueDataConfig) -> None:
         for k, (s, e, uids) in got.items():
             corpus.dialogues[k].start, corpus.dialogues[k].end = s, e
     elif how == "meld_csv":
-        from erc.core.paths import data_path
-
         folder = cfg.meld_csv_dir or data_path("meld")
         if folder is None:
             raise FileNotFoundError("timing for COSMIC MELD needs the MELD CSVs: set meld_csv_dir")
@@ -201,8 +195,6 @@ def build_features(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, dict
         if m == "text":
             per = build_text(corpus, cfg)
         elif m == "timing":
-            from erc.data.timing import timing_features
-
             attach_timestamps(corpus, cfg)
             per = {k: timing_features(d.start, d.end, d.texts) for k, d in corpus.dialogues.items()}
             if cfg.timing_transform == "log1p":  # all four are >= 0 and heavy-tailed
@@ -245,7 +237,7 @@ def load_splits(cfg: DialogueDataConfig) -> DialogueSplits:
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,
                          synthetic_seed=cfg.synthetic_seed)
     feats = build_features(corpus, cfg)
-    ids = split_ids(corpus, cfg)
+    ids = corpus_split_ids(corpus, cfg)
     out: dict[str, list[Dialogue]] = {}
     for name, dlg_ids in ids.items():
         out[name] = []
@@ -293,9 +285,6 @@ def make_loader(dialogues: Sequence[Dialogue], batch_size: int = 16, shuffle: bo
     iteration draws a new permutation from it (no re-seeding per epoch). Safe to pass
     to ``accelerator.prepare`` (see module docstring for exactly-once evaluation).
     """
-    import torch
-    from torch.utils.data import DataLoader
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     gen = None

@@ -11,8 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from erc.core.paths import data_dir, data_path
 from erc.data.registry import DATASETS, DatasetSpec
+from erc.data.splits import split_ids, split_rows
+from erc.data.synthetic import generate_corpus
+from erc.data.utterances import read_iemocap
 from erc.data.validate import (DataValidationError, as_matrix, check_disjoint_splits, check_labels,
                              check_lengths, fail)
 
@@ -197,8 +202,6 @@ MELD_CSV_COLUMNS = ("Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID
 
 def read_meld_tables(folder: str | Path) -> dict[str, "object"]:
     """The three MELD CSVs as DataFrames (keys train/valid/test), columns checked."""
-    import pandas as pd
-
     folder = Path(folder)
     out = {}
     for split, name in MELD_CSV_SPLITS.items():
@@ -239,10 +242,10 @@ def read_meld_csv(path: str | Path, spec: DatasetSpec) -> RawCorpus:
     return RawCorpus(spec, str(path), dialogues, splits)
 
 
-def _from_table(df, spec: DatasetSpec, source: str, test_sessions=(5,), features=None) -> RawCorpus:
-    """Utterance table (erc.data.utterances.read_iemocap / synthetic) -> corpus; test = ``test_sessions``."""
+def _from_table(df, spec: DatasetSpec, source: str, features=None) -> RawCorpus:
+    """Utterance table (erc.data.utterances.read_iemocap / synthetic) -> corpus; test = ``spec.test_sessions``."""
     emo = {n: i for i, n in enumerate(spec.label_names)}
-    dialogues, splits = {}, {"train": [], "test": []}
+    dialogues, sessions = {}, []
     for dlg, g in df.groupby("dialogue_id", sort=False):
         dlg = str(dlg)
         labels = np.array([emo.get(str(e), -1) for e in g["emotion"]], dtype=np.int64)
@@ -255,23 +258,22 @@ def _from_table(df, spec: DatasetSpec, source: str, test_sessions=(5,), features
             dlg, [str(s) for s in g["speaker"]], labels, sentiments_from_labels(labels, spec),
             [str(t) for t in g["text"]], [str(u) for u in g["utterance_id"]], features=feats,
             start=g["start"].to_numpy(np.float64), end=g["end"].to_numpy(np.float64))
-        session = int(g["session"].iloc[0])
-        splits["test" if session in test_sessions else "train"].append(dlg)
-    return RawCorpus(spec, source, dialogues, splits)
+        sessions.append(int(g["session"].iloc[0]))
+    ids = list(dialogues)
+    masks = split_rows(ids, "session", sessions=sessions, session_lists={"train": None, "test": spec.test_sessions},
+                       source=source)
+    splits = split_ids(ids, masks)
+    return RawCorpus(spec, source, dialogues, {"train": splits["train"], "test": splits["test"]})
 
 
 def read_iemocap_release(path: str | Path, spec: DatasetSpec) -> RawCorpus:
     """IEMOCAP release root through the VAD stage's reader; emotions outside the 6 classes -> -1."""
-    from erc.data.utterances import read_iemocap
-
     df = read_iemocap(path).reset_index(drop=True)
     return _from_table(df, spec, str(path))
 
 
 def read_synthetic(path, spec: DatasetSpec, n_dialogues: int = 60, seed: int = 0) -> RawCorpus:
     """``erc.data.synthetic.generate_corpus(n_dialogues, seed=seed)``: audio, visual, timestamps; session 5 = test."""
-    from erc.data.synthetic import generate_corpus
-
     corpus = generate_corpus(n_dialogues=n_dialogues, seed=seed)
     df = corpus.utterances.reset_index(drop=True)
     return _from_table(df, spec, f"synthetic(n_dialogues={n_dialogues}, seed={seed})",
@@ -295,7 +297,6 @@ def resolve_path(spec: DatasetSpec, path: str | Path | None) -> Path:
         return Path(path)
     if spec.default_path is None:
         raise ValueError(f"dataset {spec.name!r} has no default file: give path")
-    from erc.core.paths import data_dir, data_path
 
     p = data_path(*spec.default_path)
     if p is None:

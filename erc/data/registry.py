@@ -1,5 +1,15 @@
 """The dataset registry: every dataset fact is data here, readers are chosen by ``layout``.
 
+Defined here and nowhere else: the V/A/D dimension names (:data:`VAD_NAMES`), the
+IEMOCAP emotion labels (:data:`IEMOCAP6_EMOTIONS`), the emotion-to-sentiment
+maps, the emotion class sets used by the comparison (:data:`CLASS_SETS`:
+``iemocap4`` and ``iemocap6``) and the datasets (:data:`DATASETS`).
+
+``iemocap4`` has ONE meaning: the class set of 4 IEMOCAP emotions (anger,
+happiness with excitement merged into it, sadness, neutral). The GraphSmile
+IEMOCAP-4 pickle, whose integer labels encode 4 classes in another order, is
+the dataset ``graphsmile_iemocap4``.
+
 A :class:`DatasetSpec` says how a file is laid out (``layout`` picks the
 reader in :mod:`erc.data.readers`, ``fields`` names the pickle tuple's members in
 order), the feature dimension of every modality it carries, the label and
@@ -16,8 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: The three affect dimensions, in this order everywhere (columns, model outputs, metric names).
+VAD_NAMES = ("valence", "arousal", "dominance")
+
 IEMOCAP6_EMOTIONS = ("hap", "sad", "neu", "ang", "exc", "fru")  # COSMIC / GraphSmile order
-IEMOCAP4_EMOTIONS = ("hap", "sad", "neu", "ang")
+#: Label order of the GraphSmile IEMOCAP-4 pickle (its integer labels 0-3).
+GRAPHSMILE_IEMOCAP4_LABELS = ("hap", "sad", "neu", "ang")
 MELD_EMOTIONS = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 POLARITY = ("negative", "neutral", "positive")
 MELD_SENTIMENTS = ("neutral", "positive", "negative")  # MELD's own label order (COSMIC meld.pkl)
@@ -25,7 +39,33 @@ MOSEI_CLASSES = ("-3", "-2", "-1", "0", "+1", "+2", "+3")
 
 IEMOCAP_TO_SENTIMENT = {"sad": "negative", "ang": "negative", "fru": "negative",
                         "neu": "neutral", "hap": "positive", "exc": "positive"}
-IEMOCAP4_TO_SENTIMENT = {"sad": "negative", "ang": "negative", "neu": "neutral", "hap": "positive"}
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    """Emotion classes for a classifier: raw emotion label -> class name, classes in output order.
+
+    Raw labels missing from ``mapping`` (``xxx``, ``sur``, ``fea`` ...) are outside the
+    set: left out, never relabelled.
+    """
+
+    name: str
+    labels: tuple[str, ...]       # class names in output order
+    mapping: dict                 # raw emotion -> class name
+    description: str
+
+
+CLASS_SETS: dict[str, ClassSet] = {
+    "iemocap4": ClassSet(
+        "iemocap4", ("ang", "hap", "sad", "neu"),
+        {"ang": "ang", "hap": "hap", "exc": "hap", "sad": "sad", "neu": "neu"},
+        "IEMOCAP 4 classes: anger, happiness (happy + excited merged), sadness, neutral"),
+    "iemocap6": ClassSet(
+        "iemocap6", IEMOCAP6_EMOTIONS, {e: e for e in IEMOCAP6_EMOTIONS},
+        "IEMOCAP 6 classes (COSMIC order): happy, sad, neutral, angry, excited, frustrated"),
+}
+#: ``class_sets`` values: the registered sets, or ``all`` (every label of the training split).
+CLASS_SET_CHOICES = (*CLASS_SETS, "all")
 
 # CMU-MOSEI: a sentiment score in [-3, 3] per utterance, binned as GraphSmile's loader does.
 # Each class is an interval (low, high, low_closed, high_closed); every score falls in exactly one.
@@ -58,6 +98,7 @@ class DatasetSpec:
     has_sentences: bool = True
     has_utterance_ids: bool = False              # utterance ids in the file (for joins)
     valid_source: str = "carve"                  # "file": the file's own valid ids; "carve": seeded split of train
+    test_sessions: tuple[int, ...] = ()          # tables with sessions: the test sessions (the rest is train)
     # continuous labels -> class / sentiment index: one (low, high, low_closed, high_closed) per class
     score_class_bins: tuple[tuple[float, float, bool, bool], ...] | None = None
     score_sentiment_bins: tuple[tuple[float, float, bool, bool], ...] | None = None
@@ -98,8 +139,11 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
         dims={"text": 1024, "audio": 1582, "visual": 342}, text_layers=4, has_utterance_ids=True,
         timing_source="release_ids"),
     DatasetSpec(
-        name="iemocap4", layout="pickle", description="GraphSmile IEMOCAP-4 9-tuple (1 text layer)",
-        label_names=IEMOCAP4_EMOTIONS, emotion_to_sentiment=IEMOCAP4_TO_SENTIMENT, fields=_GS_IEMOCAP4,
+        name="graphsmile_iemocap4", layout="pickle",
+        description="GraphSmile IEMOCAP-4 9-tuple (1 text layer; labels hap, sad, neu, ang)",
+        label_names=GRAPHSMILE_IEMOCAP4_LABELS,
+        emotion_to_sentiment={e: IEMOCAP_TO_SENTIMENT[e] for e in GRAPHSMILE_IEMOCAP4_LABELS},
+        fields=_GS_IEMOCAP4,
         dims={"text": 1024, "audio": 100, "visual": 512}, text_layers=1, has_utterance_ids=True,
         timing_source="release_ids"),
     DatasetSpec(
@@ -140,12 +184,12 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
         description=("IEMOCAP release root via erc.data.utterances.read_iemocap (6 classes, other emotions -1 = "
                      "unlabeled; session 5 = test, unlabeled in the shared copy)"),
         label_names=IEMOCAP6_EMOTIONS, emotion_to_sentiment=IEMOCAP_TO_SENTIMENT, has_utterance_ids=True,
-        timing_source="table", default_path=("iemocap", "IEMOCAP_full_release")),
+        timing_source="table", default_path=("iemocap", "IEMOCAP_full_release"), test_sessions=(5,)),
     DatasetSpec(
         name="synthetic", layout="synthetic",
         description="erc.data.synthetic.generate_corpus: audio 32 + visual 24 + timing; session 5 = test",
         label_names=IEMOCAP6_EMOTIONS, emotion_to_sentiment=IEMOCAP_TO_SENTIMENT,
-        dims={"audio": 32, "visual": 24}, has_utterance_ids=True, timing_source="table"),
+        dims={"audio": 32, "visual": 24}, has_utterance_ids=True, timing_source="table", test_sessions=(5,)),
 ]}
 
 

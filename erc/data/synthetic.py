@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 
 from erc.core.io import atomic_write_text
-
-EMOTIONS = ("hap", "sad", "neu", "ang", "exc", "fru")
+from erc.data.registry import IEMOCAP6_EMOTIONS as EMOTIONS
 
 # Mean (valence, arousal, dominance) on the 1-5 scale, roughly IEMOCAP's class means.
 VAD_MEANS = {

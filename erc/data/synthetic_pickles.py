@@ -16,6 +16,7 @@ import numpy as np
 
 from erc.core.io import atomic_write_bytes
 from erc.data.registry import get_spec
+from erc.data.splits import carve_count
 
 
 def _lengths(n_dialogues: int, total: int | None, rng: np.random.Generator, min_len: int, max_len: int):
@@ -52,7 +53,7 @@ def build_layout(dataset: str, n_dialogues: int = 8, min_len: int = 3, max_len: 
     else:
         lens = _lengths(n_dialogues, total_utterances, rng, min_len, max_len)
         vids = [f"Ses{(i % 5) + 1:02d}F_dlg{i:04d}" for i in range(n_dialogues)]
-        n_test = max(1, int(round(test_fraction * n_dialogues)))
+        n_test = carve_count(test_fraction, n_dialogues)
         test = vids[-n_test:]
     for k, (vid, n) in enumerate(zip(vids, lens)):
         g = groups[k][1] if corpus is not None else None
@@ -84,7 +85,7 @@ def build_layout(dataset: str, n_dialogues: int = 8, min_len: int = 3, max_len: 
         members["videoSentence"][vid] = (list(g["text"]) if g is not None
                                          else [f"synthetic utterance {i} of {vid}" for i in range(n)])
     rest = [v for v in vids if v not in set(test)]
-    n_valid = max(1, int(round(valid_fraction * len(vids)))) if "validVid" in spec.fields else 0
+    n_valid = carve_count(valid_fraction, len(vids)) if "validVid" in spec.fields else 0
     splits = {"trainVid": rest[n_valid:] if n_valid else rest, "testVid": list(test),
               "validVid": rest[:n_valid]}
     return tuple(members[f] if f in members else splits[f] for f in spec.fields)

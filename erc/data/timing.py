@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from erc.data.readers import _meld_seconds
 from erc.data.validate import DataValidationError
 
 MIN_DURATION = 0.1
@@ -111,8 +112,6 @@ def join_meld_csv(corpus, tables: dict, source: str) -> dict[str, tuple[np.ndarr
     ``Dialogue_ID`` (the pickle numbers train, dev, test consecutively); the match is then
     checked utterance by utterance on normalised text, failing loudly on any difference.
     """
-    from erc.data.readers import _meld_seconds
-
     out, bad = {}, []
     for split, df in tables.items():
         ids = sorted(corpus.splits.get(split, []), key=lambda x: int(x))

@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from erc.core.config import ConfigError
+from erc.data.registry import VAD_NAMES
+from erc.data.synthetic import generate_corpus
 
 logger = logging.getLogger(__name__)
 
-VAD_COLUMNS = ("valence", "arousal", "dominance")
+VAD_COLUMNS = VAD_NAMES   # the target columns of every utterance table
 COLUMNS = ("utterance_id", "dialogue_id", "session", "speaker", "start", "end", "text",
            "emotion", "valence", "arousal", "dominance")
 VAD_RANGE = (1.0, 5.0)
@@ -200,8 +202,6 @@ def read_emobank(path: str | Path) -> pd.DataFrame:
 
 def read_synthetic(n_dialogues: int = 40, seed: int = 0) -> pd.DataFrame:
     """The built-in SYNTHETIC corpus (sessions 1-5, all labeled) in the common columns."""
-    from erc.data.synthetic import generate_corpus
-
     u = generate_corpus(n_dialogues=n_dialogues, seed=seed).utterances
     return u[list(COLUMNS)].reset_index(drop=True)
 

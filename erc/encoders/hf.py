@@ -8,13 +8,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from transformers import AutoModel, AutoTokenizer
 
 from erc.core.config import ConfigError
+from erc.encoders import POOLINGS
+from erc.encoders.tiny import resolve_model_name
 
 logger = logging.getLogger(__name__)
 
-VAD_NAMES = ("valence", "arousal", "dominance")
-POOLINGS = ("cls", "mean")
 
 
 class EncoderLoadError(ConfigError):
@@ -27,9 +28,6 @@ def load_encoder(name_or_path: str):
     Raises :class:`EncoderLoadError` with a message pointing to ``--model PATH`` /
     ``--model builtin:tiny`` when the model is neither a local folder nor downloadable.
     """
-    from transformers import AutoModel, AutoTokenizer
-
-    from erc.encoders.tiny import resolve_model_name
 
     resolved = resolve_model_name(str(name_or_path))
     path = Path(resolved).expanduser()

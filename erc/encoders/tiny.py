@@ -8,8 +8,16 @@ through the real ``AutoModel.from_pretrained(path)``. Nothing is downloaded.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Iterable
+
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+from erc.core.io import atomic_replace_dir
+from erc.data.synthetic import generate_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +29,6 @@ def build_tiny_encoder(out_dir: str | Path, texts: Iterable[str], hidden_size: i
                        num_layers: int = 2, num_heads: int = 2, max_length: int = 128,
                        seed: int = 0) -> Path:
     """Train a tokenizer on ``texts`` and save it with a random tiny RoBERTa to ``out_dir``."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
-
     out_dir = Path(out_dir)
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -55,16 +59,13 @@ def build_tiny_encoder(out_dir: str | Path, texts: Iterable[str], hidden_size: i
 
 def default_tiny_encoder(cache_dir: str | Path | None = None) -> Path:
     """The built-in tiny encoder, trained on the synthetic corpus text; built once, then reused."""
-    from erc.data.synthetic import generate_corpus
-
     cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "erc-toolkit"
     path = cache / "tiny-roberta-v1"
     if (path / "config.json").is_file() and (path / "tokenizer.json").is_file():
         return path
     corpus = generate_corpus(seed=0)
-    tmp = cache / f".tiny-roberta-v1.{__import__('os').getpid()}.tmp"
+    tmp = cache / f".tiny-roberta-v1.{os.getpid()}.tmp"
     build_tiny_encoder(tmp, corpus.texts)
-    from erc.core.io import atomic_replace_dir
     if not (path / "config.json").is_file():
         atomic_replace_dir(tmp, path)
     return path

@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from erc.core.io import write_json
 from erc.core.plotting import pyplot, save_png
 
 N_BINS = 15
@@ -206,8 +208,6 @@ def fit_temperature(logits: Any, labels: Any, max_iter: int = 200,
     line search in float64; the result is clipped to ``bounds``.
     Shapes: logits (n, C), labels (n,) (-1 dropped).
     """
-    import torch
-
     z = torch.as_tensor(_as_numpy(logits), dtype=torch.float64)
     y = torch.as_tensor(_as_numpy(labels, dtype=np.int64).reshape(-1))
     if z.ndim != 2 or z.shape[0] != y.shape[0]:
@@ -301,8 +301,6 @@ def best_epoch_calibration(valid_logits: Any, valid_labels: Any, test_logits: An
     dict: ``temperature``, ``test_{ece,mce,nll,brier}``,
     ``test_ts_{ece,mce,nll,brier}``, ``valid_ts_nll`` ...
     """
-    from erc.core.io import write_json
-
     rep = temperature_scaling_report(valid_logits, valid_labels, test_logits, test_labels, n_bins)
     flat: dict[str, Any] = {"temperature": rep["temperature"]}
     for split, before, after in (("test", "test_before", "test_after"), ("valid", "val_before", "val_after")):

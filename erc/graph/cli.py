@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from erc.core.cli import add_stage_command
-from erc.graph.config import GraphTrainConfig, PredictGraphConfig
+from erc.graph.config import DifficultyConfig, GraphTrainConfig, PredictGraphConfig
 
 
 def _train(cfg: GraphTrainConfig):
@@ -19,12 +19,17 @@ def _predict(cfg: PredictGraphConfig):
     return run_predict_graph(cfg)
 
 
+def _difficulty(cfg: DifficultyConfig):
+    from erc.graph.difficulty import run_difficulty
+
+    return run_difficulty(cfg)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands."""
     add_stage_command(subparsers, "train-graph", GraphTrainConfig, _train,
                       help="train the GraphSmile-style multimodal graph model (Accelerate; several seeds)")
     add_stage_command(subparsers, "predict-graph", PredictGraphConfig, _predict,
                       help="emotion, sentiment and class probabilities per utterance with a trained graph model")
-    from erc.graph import difficulty  # light (numpy + dataclasses); torch is imported inside its run function
-
-    difficulty.register(subparsers)
+    add_stage_command(subparsers, "difficulty", DifficultyConfig, _difficulty,
+                      help="per-dialogue difficulty (model loss or label entropy) for curriculum training")

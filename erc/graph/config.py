@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from erc.core.config import RESUME_HELP, ConfigError, check_resume
+from erc.core.config import MIXED_PRECISION, RESUME_HELP, ConfigError, check_choices, check_resume
 from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP
-from erc.data.config import DialogueDataConfig
+from erc.data.config import MODALITIES, DialogueDataConfig
+from erc.data.registry import DATASETS
+from erc.data.splits import SPLITS
 from erc.graph.cmerc_config import CMERCConfig
 
 LOSS_MODES = ("emo_sen_sft", "epoch", "auto")
+#: Validation metrics (columns ``valid_<name>`` of epochs.csv) that can pick the best epoch.
+SELECTION_METRICS = ("weighted_f1", "accuracy", "macro_f1")
 
 
 @dataclass
@@ -43,7 +47,7 @@ class GraphTrainConfig:
     dropout: float = field(default=0.2, metadata={"help": "dropout of projections and graph branches"})
     shift_win: int = field(default=19, metadata={"help": "block size for sentiment-shift pairs"})
     batchnorm_modalities: list[str] = field(default_factory=lambda: ["text"], metadata={
-        "help": "modalities batch-normalised before projection (reference: text)"})
+        "help": "modalities batch-normalised before projection (reference: text)", "choices": MODALITIES})
     # loss
     loss: str = field(default="emo_sen_sft", metadata={"help": "task-loss combination", "choices": LOSS_MODES})
     lambda_emo: float = field(default=1.0, metadata={"help": "emotion loss weight"})
@@ -59,7 +63,7 @@ class GraphTrainConfig:
     seed: int = field(default=0, metadata={"help": "first seed; seeds are seed, seed+1, ..."})
     seeds: int = field(default=1, metadata={"help": "number of seeds to run (mean and std reported)"})
     selection_metric: str = field(default="weighted_f1", metadata={
-        "help": "validation metric that picks the best epoch", "choices": ("weighted_f1", "accuracy", "macro_f1")})
+        "help": "validation metric that picks the best epoch", "choices": SELECTION_METRICS})
     resume: str = field(default="auto", metadata={"help": RESUME_HELP + " (per seed: seed_<k>/checkpoints/)"})
     checkpoint: bool = field(default=True, metadata={
         "help": "save a checkpoint (seed_<k>/checkpoints/epoch_N/) after every epoch"})
@@ -69,13 +73,11 @@ class GraphTrainConfig:
     overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     allow_config_change: bool = field(default=False, metadata={"help": ALLOW_CONFIG_CHANGE_HELP})
     mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision",
-                                                         "choices": ("no", "fp16", "bf16")})
+                                                         "choices": MIXED_PRECISION})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar on the main process"})
 
     def validate(self) -> None:
         check_resume(self.resume)
-        if self.loss not in LOSS_MODES:
-            raise ConfigError(f"loss: expected one of {LOSS_MODES}, got {self.loss!r}")
         for name in ("hidden_dim", "batch_size", "eval_batch_size", "shift_win", "seeds", "max_distance"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -97,6 +99,7 @@ class GraphTrainConfig:
     def __post_init__(self) -> None:
         self.layers = [int(k) for k in self.layers]
         self.batchnorm_modalities = list(self.batchnorm_modalities)
+        check_choices(self, type(self).__name__)   # also when built directly, not through config_from_dict
         self.validate()
 
 
@@ -107,20 +110,19 @@ class PredictGraphConfig:
     model_dir: str = field(default="runs/train_graph/seed_0/best_model", metadata={
         "help": "best_model/ folder written by train-graph"})
     dataset: str | None = field(default=None, metadata={
-        "help": "registry name of the file to predict; None = the training dataset"})
+        "help": "registry name of the file to predict; None = the training dataset", "choices": tuple(DATASETS)})
     path: str | None = field(default=None, metadata={
         "help": "file of that dataset; None = the registry default (or the training path)"})
     text_embeddings: str | None = field(default=None, metadata={
         "help": "embeddings file from `cli.py embed` for this file's utterances; None = as in training"})
     splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"], metadata={
-        "help": "which splits of the file to predict"})
+        "help": "which splits of the file to predict", "choices": SPLITS})
     output: str = field(default="runs/train_graph/predictions.csv", metadata={"help": "CSV written atomically"})
     batch_size: int = field(default=32, metadata={"help": "dialogues per batch"})
 
     def validate(self) -> None:
-        bad = [s for s in self.splits if s not in ("train", "valid", "test")]
-        if bad or not self.splits:
-            raise ConfigError(f"splits: expected a non-empty subset of train, valid, test, got {self.splits}")
+        if not self.splits:
+            raise ConfigError(f"splits: expected a non-empty subset of {', '.join(SPLITS)}, got {self.splits}")
 
 
 DIFFICULTY_METHODS = ("auto", "model", "labels")
@@ -140,13 +142,11 @@ class DifficultyConfig:
     model_dir: str | None = field(default=None, metadata={
         "help": "folder of a trained graph model (model.pt + model_config.json from train-graph)"})
     split: str = field(default="train", metadata={"help": "which split's dialogues to score",
-                                                  "choices": ("train", "valid", "test")})
+                                                  "choices": SPLITS})
     batch_size: int = field(default=16, metadata={"help": "dialogues per batch for the model pass"})
     device: str = field(default="cpu", metadata={"help": "torch device for the model pass"})
 
     def validate(self) -> None:
-        if self.method not in DIFFICULTY_METHODS:
-            raise ConfigError(f"method: expected one of {DIFFICULTY_METHODS}, got {self.method!r}")
         if self.method == "model" and not self.model_dir:
             raise ConfigError("method=model needs model_dir (a trained graph model folder)")
         if self.batch_size < 1:

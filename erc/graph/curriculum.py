@@ -36,7 +36,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
+
+from erc.data.dialogues import DialogueDataset, collate_indexed
+from erc.graph.difficulty import label_difficulty, load_difficulty
 
 
 def pool_size(epoch: int, num_epochs: int, n: int, epoch_ratio: float, init_fraction: float = 0.2) -> int:
@@ -165,7 +168,6 @@ def build_curriculum_sampler(train_dialogue_ids: Sequence[str], num_epochs: int,
         path = getattr(cfg, "difficulty_file", None)
         if not path:
             raise ValueError("curriculum: no difficulty scores given and cfg.difficulty_file is unset")
-        from erc.graph.difficulty import load_difficulty
 
         difficulty_scores = load_difficulty(path)
         source = str(path)
@@ -187,9 +189,6 @@ def make_curriculum_loader(train_dialogues: Sequence[Any], sampler: CurriculumSa
     before each epoch. ``len(loader)`` grows with the pool: build LR schedules on
     the full-set length, not on ``len(loader)`` at epoch 0.
     """
-    from torch.utils.data import DataLoader
-
-    from erc.data.dialogues import DialogueDataset, collate_indexed
 
     if len(sampler.order) != len(train_dialogues):
         raise ValueError(f"curriculum sampler covers {len(sampler.order)} dialogues but the training set has "
@@ -203,8 +202,6 @@ def curriculum_for_training(train_dialogues: Sequence[Any], num_epochs: int, cfg
     """The sampler ``train-graph --curriculum`` uses: scores from ``cfg.difficulty_file`` when set,
     else the label-entropy difficulty (:func:`erc.graph.difficulty.label_difficulty`) of the training dialogues.
     """
-    from erc.graph.difficulty import label_difficulty
-
     ids = [d.dialogue_id for d in train_dialogues]
     scores = None if getattr(cfg, "difficulty_file", None) else label_difficulty(train_dialogues, num_classes)
     return build_curriculum_sampler(ids, num_epochs, cfg, seed, difficulty_scores=scores)

@@ -29,15 +29,22 @@ atomically, and read back with :func:`load_difficulty`.
 """
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
+from erc.core.config import save_config
 from erc.core.io import read_json, write_csv, write_json
+from erc.core.logs import setup_logging
+from erc.data.dialogues import load_splits, make_loader
 from erc.graph.config import DifficultyConfig
+from erc.graph.infer import run_inference
+from erc.graph.model import load_graph_model
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +109,6 @@ def model_difficulty(logits_fn: Callable[[Any], Any], dialogues: Sequence[Any], 
     logits (N, C) or to an object with ``emotion_logits`` (a GraphSmile
     output). Runs through :func:`erc.graph.infer.run_inference` (inference mode).
     """
-    # lazy: this module registers `cli.py difficulty`, whose --help must not import torch
-    from erc.data.dialogues import make_loader
-    from erc.graph.infer import run_inference
-
     dialogues = list(dialogues)
     res = run_inference(logits_fn, make_loader(dialogues, batch_size=batch_size, shuffle=False), device=device)
     return loss_difficulty(res.per_utterance_loss(), res.dialogue_index, [d.dialogue_id for d in dialogues],
@@ -142,7 +145,6 @@ def load_difficulty(path: str | Path) -> dict[str, float]:
                 raise ValueError(f"{path}: dialogue {k!r}: difficulty must be a finite number, got {v!r}")
             out[str(k)] = float(v)
         return out
-    import csv
 
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -167,10 +169,6 @@ def load_difficulty(path: str | Path) -> dict[str, float]:
 # ----------------------------------------------------------------------------- CLI stage
 def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     """Score the dialogues of ``cfg.split`` and write ``cfg.output`` (+ the resolved config next to it)."""
-    from erc.core.config import save_config
-    from erc.core.logs import setup_logging
-    from erc.data.dialogues import load_splits
-
     setup_logging(True)
     splits = load_splits(cfg.data)
     dialogues = splits.split(cfg.split)
@@ -178,10 +176,6 @@ def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
         raise ValueError(f"split {cfg.split!r} of {splits.source} has no dialogues to score")
     method = cfg.method if cfg.method != "auto" else ("model" if cfg.model_dir else "labels")
     if method == "model":
-        import torch
-
-        from erc.graph.model import load_graph_model
-
         model, _ = load_graph_model(cfg.model_dir, map_location=cfg.device)
         model.to(torch.device(cfg.device)).eval()
         scores = model_difficulty(model, dialogues, cfg.batch_size, cfg.device)
@@ -193,15 +187,3 @@ def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     logger.info("difficulty (%s) of %d %s dialogues -> %s: min %.4f median %.4f max %.4f", method, len(scores),
                 cfg.split, out, np.nanmin(vals), np.nanmedian(vals), np.nanmax(vals))
     return scores
-
-
-def _run(cfg: DifficultyConfig) -> dict[str, float]:
-    return run_difficulty(cfg)
-
-
-def register(subparsers) -> None:
-    """``cli.py difficulty``; call from graph/cli.py: ``difficulty.register(subparsers)``."""
-    from erc.core.cli import add_stage_command
-
-    add_stage_command(subparsers, "difficulty", DifficultyConfig, _run,
-                      help="per-dialogue difficulty (model loss or label entropy) for curriculum training")

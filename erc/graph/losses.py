@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from erc.graph.edges import shift_labels
+
 LOSS_MODES = ("emo_sen_sft", "epoch", "auto")
 TASKS = ("emo", "sen", "sft")
 
@@ -30,8 +32,6 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 def task_losses(out, batch) -> dict[str, torch.Tensor]:
     """``{'emo', 'sen', 'sft'}`` losses of a :class:`erc.graph.model.GraphOutput` on its batch."""
-    from erc.graph.edges import shift_labels
-
     return {
         "emo": masked_cross_entropy(out.emotion_logits, batch.labels),
         "sen": masked_cross_entropy(out.sentiment_logits, batch.sentiments),

@@ -19,6 +19,7 @@ Pipeline for a :class:`erc.data.batch.DialogueBatch`:
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from erc.graph.edges import cross_modal_graph, shift_pairs, temporal_graph
+from erc.core.io import atomic_write_bytes, write_json
+from erc.graph.edges import cross_modal_graph, num_distance_buckets, shift_pairs, temporal_graph
 from erc.graph.layers import RelationalGraphStack
 
 MODEL_FILE = "model.pt"
@@ -88,7 +90,6 @@ class GraphSmile(nn.Module):
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, cfg.hidden_dim), nn.LeakyReLU(),
                                                     nn.Dropout(cfg.dropout))
                                    for m, d in cfg.input_dims.items()})
-        from erc.graph.edges import num_distance_buckets
         nb = num_distance_buckets(cfg.win_p, cfg.win_f, cfg.max_distance)
         pairs = cfg.pairs()
         n_graphs = max(len(pairs), 1)
@@ -152,9 +153,6 @@ class GraphSmile(nn.Module):
 
 def save_graph_model(model: GraphSmile, directory: str | Path, extra: dict | None = None) -> None:
     """Write ``model.pt`` (state dict) and ``model_config.json`` into ``directory``."""
-    from erc.core.io import atomic_write_bytes, write_json
-    import io
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

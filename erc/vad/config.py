@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from erc.core.config import RESUME_HELP, ConfigError, check_resume
+from erc.core.config import MIXED_PRECISION, RESUME_HELP, ConfigError, check_resume
 from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP
 from erc.data.config import UtteranceDataConfig
+from erc.data.registry import DATASETS
+from erc.encoders import POOLINGS
 
 #: Validation metrics (columns ``val_<name>`` of train_log.csv) that can pick the best epoch.
 SELECTION_METRICS = ("ccc", "pearson", "loss", "mse", "rmse", "mae")
@@ -31,7 +33,7 @@ class FinetuneConfig:
         "where utterances come from and how they are split"))
     model: str = field(default="builtin:tiny", metadata=_h(
         "Hugging Face model name, local HF folder, or builtin:tiny"))
-    pooling: str = field(default="cls", metadata=_h("sentence pooling", choices=("cls", "mean")))
+    pooling: str = field(default="cls", metadata=_h("sentence pooling", choices=POOLINGS))
     dropout: float = field(default=0.1, metadata=_h("dropout before the head"))
     max_length: int = field(default=128, metadata=_h("max tokens per utterance"))
     output_dir: str = field(default="runs/vad_quickstart", metadata=_h("run directory"))
@@ -43,7 +45,7 @@ class FinetuneConfig:
     warmup_ratio: float = field(default=0.1, metadata=_h("fraction of optimizer steps of linear warm-up"))
     gradient_accumulation_steps: int = field(default=1, metadata=_h("micro-batches per optimizer step"))
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping (0 = off)"))
-    mixed_precision: str = field(default="no", metadata=_h("mixed precision", choices=("no", "fp16", "bf16")))
+    mixed_precision: str = field(default="no", metadata=_h("mixed precision", choices=MIXED_PRECISION))
     group_by_length: bool = field(default=True, metadata=_h("length-grouped batches (dynamic padding)"))
     drop_last: bool = field(default=False, metadata=_h("drop the last incomplete training batch"))
     seed: int = field(default=42, metadata=_h("random seed"))
@@ -95,11 +97,12 @@ class PredictConfig:
 class EmbedConfig:
     """Encode every utterance of a dataset with an encoder or a fine-tuned V/A/D model; write ids + matrix (.npz)."""
 
-    dataset: str = field(default="synthetic", metadata={"help": "registry name"})
+    dataset: str = field(default="synthetic", metadata={"help": "registry name", "choices": tuple(DATASETS)})
     path: str | None = field(default=None, metadata={"help": "dataset file (None = registry default)"})
     model: str = field(default="builtin:tiny", metadata={
         "help": "encoder name/folder for erc.encoders.hf.load_encoder, or a fine-tuned VADRegressor folder"})
-    pooling: str = field(default="mean", metadata={"help": "pooling for erc.encoders.hf.encode_texts"})
+    pooling: str = field(default="mean", metadata={"help": "pooling for erc.encoders.hf.encode_texts",
+                                                   "choices": POOLINGS})
     batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
     output: str = field(default="runs/embeddings.npz", metadata={"help": "output .npz (written atomically)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})

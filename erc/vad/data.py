@@ -1,4 +1,5 @@
-"""Train/validation/test splits of the V/A/D utterance tables (readers: :mod:`erc.data.utterances`)."""
+"""Train/valid/test splits of the V/A/D utterance tables (readers: :mod:`erc.data.utterances`,
+split function: :func:`erc.data.splits.split_rows`)."""
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from datasets import Dataset, DatasetDict
 
 from erc.core.config import ConfigError
+from erc.data.splits import session_lists_leave_one_out, split_rows
 from erc.data.utterances import SOURCES, VAD_COLUMNS, load_frame, read_iemocap, read_table
 
 logger = logging.getLogger(__name__)
@@ -20,14 +23,10 @@ def labeled_mask(df: pd.DataFrame) -> np.ndarray:
 
 
 def session_sets(cfg, available: list[int]) -> tuple[list[int], list[int], list[int]]:
-    """(train, val, test) sessions; leave-one-session-out validates on the previous session."""
+    """(train, valid, test) sessions; leave-one-session-out validates on the previous session."""
     if cfg.leave_one_session_out:
-        k = cfg.leave_one_session_out
-        if k not in available:
-            raise ConfigError(f"field 'leave_one_session_out': session {k} not in data sessions {available}")
-        i = available.index(k)
-        val = available[i - 1]
-        return [s for s in available if s not in (k, val)], [val], [k]
+        lists = session_lists_leave_one_out(available, cfg.leave_one_session_out)
+        return lists["train"], lists["valid"], lists["test"]
     return list(cfg.train_sessions), list(cfg.valid_sessions), list(cfg.test_sessions)
 
 
@@ -35,8 +34,11 @@ def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "aut
                   ) -> tuple[dict[str, np.ndarray], str]:
     """Boolean row masks for 'train' / 'validation' / 'test', and the split mode used.
 
-    The same dialogue never lands in train and in validation/test. Validation and
-    test may share sessions only when asked explicitly (a warning says so).
+    ``cfg`` is an :class:`erc.data.config.UtteranceDataConfig`; the split itself is
+    :func:`erc.data.splits.split_rows` (the masks keep the ``datasets`` name
+    ``validation`` for the valid split). The same dialogue never lands in train and
+    in validation/test. Validation and test may share sessions only when asked
+    explicitly (a warning says so).
     """
     mode = cfg.split if cfg.split != "auto" else default_mode
     if mode == "auto":
@@ -46,6 +48,7 @@ def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "aut
             mode = "session"
         else:
             mode = "dialogue"
+    source = f"--path {cfg.path}"
     if mode == "session":
         if not (df["session"] > 0).all():
             raise ConfigError("split 'session' needs session numbers; this data has none "
@@ -57,26 +60,17 @@ def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "aut
         if set(val) & set(test):
             logger.warning("validation sessions %s overlap test sessions %s: the test figures are "
                            "then validation figures, not a held-out test", val, test)
-        s = df["session"].astype(int)
-        masks = {"train": s.isin(train).to_numpy(), "validation": s.isin(val).to_numpy(),
-                 "test": s.isin(test).to_numpy()}
+        masks = split_rows(df["dialogue_id"], "session", sessions=df["session"].astype(int),
+                           session_lists={"train": train, "valid": val, "test": test}, source=source,
+                           allow_valid_test_overlap=True)
     elif mode == "column":
         if "split" not in df.columns:
             raise ConfigError("split 'column': the data has no split column (set --split-column)")
-        col = df["split"].fillna("").astype(str).to_numpy()
-        masks = {name: col == name for name in ("train", "validation", "test")}
-    elif mode == "dialogue":
-        dialogues = df["dialogue_id"].astype(str)
-        uniq = np.array(sorted(dialogues.unique()))
-        perm = uniq[np.random.default_rng(seed).permutation(len(uniq))]
-        n_test = int(round(cfg.test_fraction * len(uniq)))
-        n_val = int(round(cfg.valid_fraction * len(uniq)))
-        test_d, val_d = set(perm[:n_test]), set(perm[n_test:n_test + n_val])
-        masks = {"test": dialogues.isin(test_d).to_numpy(), "validation": dialogues.isin(val_d).to_numpy()}
-        masks["train"] = ~(masks["test"] | masks["validation"])
-    else:
-        raise ConfigError(f"field 'split': expected one of auto/session/column/dialogue, got {mode!r}")
-    return masks, mode
+        masks = split_rows(df["dialogue_id"], "column", column=df["split"].tolist(), source=source)
+    else:   # "dialogue" (the config's choices allow nothing else)
+        masks = split_rows(df["dialogue_id"], "dialogue", seed=seed, source=source,
+                           fractions={"test": cfg.test_fraction, "valid": cfg.valid_fraction})
+    return {"train": masks["train"], "validation": masks["valid"], "test": masks["test"]}, mode
 
 
 @dataclass
@@ -91,9 +85,11 @@ class VADSplits:
 
 
 def build_splits(cfg, seed: int = 0) -> VADSplits:
-    """Read ``cfg.path`` (``cfg``: an UtteranceDataConfig), split it, return labeled splits as ``datasets.Dataset``s."""
-    from datasets import Dataset, DatasetDict
+    """Read ``cfg.path`` (an UtteranceDataConfig), split it, return labeled splits as ``datasets.Dataset``s.
 
+    The ``DatasetDict`` keys are ``train``, ``validation`` (the valid split, under the
+    name ``datasets`` uses) and ``test``.
+    """
     df, fmt = load_frame(cfg, require_labels=True)
     default_mode = SOURCES[fmt]["split"]
     masks, mode = assign_splits(df, cfg, seed=seed, default_mode=default_mode)
@@ -112,12 +108,6 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
                 f"e.g. IEMOCAP session 5 is text-only in some copies: use --test-sessions 4 or "
                 f"--leave-one-session-out 4)")
         out[name] = Dataset.from_pandas(part, preserve_index=False)
-    tr = set(out["train"]["dialogue_id"])
-    for name in ("validation", "test"):
-        shared = tr & set(out[name]["dialogue_id"])
-        if shared:
-            raise ConfigError(f"dialogue(s) {sorted(shared)[:3]} are in train and {name}; "
-                              "a dialogue must stay in one split")
     logger.info("data %s (%s): %d rows, %d labeled; split by %s: train %d, validation %d, test %d%s",
                 cfg.path, fmt, len(df), int(lab.sum()), mode, len(out["train"]), len(out["validation"]),
                 len(out["test"]), " (test = validation)" if test_is_val else "")

@@ -9,20 +9,22 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from erc.core.config import save_config
+from erc.core.harness import start_local
 from erc.data.readers import read_corpus
 from erc.data.registry import get_spec
 from erc.data.text import write_embeddings
+from erc.encoders.hf import encode_texts, load_encoder
 from erc.vad.config import EmbedConfig
+from erc.vad.model import VADRegressor, is_vad_model_dir
 
 logger = logging.getLogger(__name__)
 
 
 def encoder_fn(model: str, pooling: str, batch_size: int):
     """``texts -> (n, d)`` from a fine-tuned VADRegressor folder or any encoder erc.encoders.hf can load."""
-    from erc.encoders.hf import encode_texts, load_encoder
-    from erc.vad.model import VADRegressor, is_vad_model_dir
-
     if Path(model).is_dir() and is_vad_model_dir(model):
         reg = VADRegressor.from_pretrained(model)
         return lambda texts: reg.embed(texts, batch_size=batch_size)
@@ -31,9 +33,6 @@ def encoder_fn(model: str, pooling: str, batch_size: int):
 
 
 def run_embed(cfg: EmbedConfig) -> Path:
-    from erc.core.config import save_config
-    from erc.core.harness import start_local
-
     start_local(cfg, Path(cfg.output).parent)   # logging, the one thread rule, output folder writable
     spec = get_spec(cfg.dataset)
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,
@@ -47,7 +46,6 @@ def run_embed(cfg: EmbedConfig) -> Path:
     has_ids = all(d.utterance_ids is not None for d in dlgs)
     uids = [u for d in dlgs for u in d.utterance_ids] if has_ids else None
     logger.info("embedding %d utterances of %d dialogues (%s) with %s", len(texts), len(dlgs), spec.name, cfg.model)
-    from tqdm.auto import tqdm
 
     encode = encoder_fn(cfg.model, cfg.pooling, cfg.batch_size)
     chunk = max(cfg.batch_size, 16 * cfg.batch_size)

@@ -21,21 +21,24 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from erc.core.io import atomic_replace_dir, atomic_write_text
+from erc.data.registry import VAD_NAMES
 from erc.encoders.hf import (POOLINGS, EncoderLoadError, batches_by_length, encode_texts, encoder_inputs, load_encoder,
                              pool_hidden)
 
 logger = logging.getLogger(__name__)
 
-VAD_NAMES = ("valence", "arousal", "dominance")
 HEAD_FILE = "vad_head.safetensors"
 VAD_CONFIG_FILE = "vad_config.json"
 
@@ -120,8 +123,6 @@ class VADRegressor(nn.Module):
     @torch.no_grad()
     def predict(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """V/A/D ``(n, 3)`` on the original scale, in input order (``progress``: a tqdm bar)."""
-        from tqdm.auto import tqdm
-
         tok = self._require_tokenizer()
         device = next(self.parameters()).device
         was_training = self.training
@@ -154,8 +155,6 @@ class VADRegressor(nn.Module):
 
     def save_pretrained(self, save_dir: str | Path) -> Path:
         """Write the whole model as one folder, atomically (a reader never sees half of it)."""
-        from safetensors.torch import save_file
-
         save_dir = Path(save_dir)
         save_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=save_dir.parent, prefix=f".{save_dir.name}.", suffix=".tmp"))
@@ -169,7 +168,6 @@ class VADRegressor(nn.Module):
             atomic_write_text(tmp / VAD_CONFIG_FILE, json.dumps(self.vad_config(), indent=2) + "\n")
             atomic_replace_dir(tmp, save_dir)
         except BaseException:
-            import shutil
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return save_dir
@@ -177,8 +175,6 @@ class VADRegressor(nn.Module):
     @classmethod
     def from_pretrained(cls, load_dir: str | Path, device=None) -> "VADRegressor":
         """Load a folder written by :meth:`save_pretrained` (encoder, tokenizer, head, scaler)."""
-        from safetensors.torch import load_file
-
         load_dir = Path(load_dir)
         cfg_path = load_dir / VAD_CONFIG_FILE
         if not cfg_path.is_file():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from erc.core.metrics import VAD_NAMES
+from erc.data.registry import VAD_NAMES
 from erc.core.plotting import pyplot, save_png
 
 

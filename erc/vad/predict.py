@@ -4,19 +4,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from erc.core.config import ConfigError
 from erc.core.io import write_csv
+from erc.core.logs import setup_logging
+from erc.data.registry import VAD_NAMES
+from erc.vad.data import read_prediction_input
+from erc.vad.model import VADRegressor
 
 logger = logging.getLogger(__name__)
 
 
 def run_predict(cfg) -> dict:
-    from erc.core.logs import setup_logging
-    from erc.vad.data import read_prediction_input
-    from erc.vad.model import VAD_NAMES, VADRegressor
-
     setup_logging(True)
     if not cfg.input:
-        from erc.core.config import ConfigError
         raise ConfigError("field 'input': give --input (a CSV of texts, a .txt file or an IEMOCAP root)")
     df = read_prediction_input(cfg.input, text_column=cfg.data.text_column, id_column=cfg.data.id_column)
     model = VADRegressor.from_pretrained(cfg.model_dir)

@@ -34,8 +34,9 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 from erc.core.config import ConfigError
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import write_csv, write_json
-from erc.core.metrics import VAD_NAMES, regression_metrics
+from erc.core.metrics import regression_metrics
 from erc.core.runs import select_best
+from erc.data.registry import VAD_NAMES
 from erc.vad.data import build_splits
 from erc.vad.model import VADRegressor
 from erc.vad.plots import write_plots
@@ -184,7 +185,7 @@ def evaluate(model, loader, accelerator) -> dict:
     idx = torch.cat(idxs).numpy()
     raw = accelerator.unwrap_model(model)
     std = raw.scaler_std.cpu().double().numpy()
-    metrics = regression_metrics(pred, true)
+    metrics = regression_metrics(pred, true, VAD_NAMES)
     metrics["loss"] = float((((pred - true) / std) ** 2).mean())  # the training loss, on this split
     metrics["n"] = int(len(pred))
     order = np.argsort(idx, kind="stable")

@@ -68,12 +68,13 @@ def test_report_numbers_match_prediction_tables(compare_run):
     import pandas as pd
 
     from erc.core.metrics import regression_metrics
+    from erc.data.registry import VAD_NAMES
 
     rep = json.loads((compare_run / "report.json").read_text())
     df = pd.read_csv(compare_run / "predictions_test.csv")
     gold = df[["gold_valence", "gold_arousal", "gold_dominance"]].to_numpy()
     pred = df[[f"zero-shot anchor:{d}" for d in ("valence", "arousal", "dominance")]].to_numpy()
-    m = regression_metrics(pred, gold)
+    m = regression_metrics(pred, gold, VAD_NAMES)
     assert m["valence_pearson"] == pytest.approx(rep["vad_metrics"]["zero-shot anchor"]["test"]["valence_pearson"], abs=1e-4)
     assert np.all((pred >= 1) & (pred <= 5))
 

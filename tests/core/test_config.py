@@ -182,3 +182,110 @@ def test_graph_config_holds_data_and_cmerc_and_keeps_the_known_flags():
     # the CMERC section's own checks run (under inheritance its __post_init__ never did)
     with pytest.raises(ConfigError, match="epoch_ratio"):
         config_from_flat(GraphTrainConfig, epoch_ratio=0.0)
+
+
+# ----------------------------------------------------------------------------- choices
+def _section_path(root: type, cls: type) -> tuple[str, ...] | None:
+    from erc.core.config import section_paths
+
+    return next((p for p, c in section_paths(root).items() if c is cls), None)
+
+
+def test_every_field_with_choices_refuses_a_value_outside_them():
+    """For EVERY config class and EVERY field that declares choices (found by iteration, so new
+    fields are covered): config_from_dict refuses a value outside them, naming field, value, choices."""
+    import dataclasses
+    import typing
+
+    from erc.core.config import config_from_dict
+
+    checked = []
+    for cls in _project_config_classes():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "choices" not in f.metadata:
+                continue
+            choices = tuple(f.metadata["choices"])
+            bad = "__not_allowed__"
+            assert bad not in choices
+            is_list = typing.get_origin(hints[f.name]) in (list, tuple)
+            value = [choices[0], bad] if is_list else bad
+            with pytest.raises(ConfigError) as err:
+                config_from_dict(cls, {f.name: value}, "test.yaml")
+            msg = str(err.value)
+            assert msg.startswith(f"test.yaml: {f.name}: unknown ") and repr(bad) in msg, msg
+            assert all(str(c) in msg for c in choices), msg
+            # the same value inside a stage config's section names the dotted field
+            for root in _project_config_classes():
+                path = _section_path(root, cls)
+                if path:
+                    nested: dict = {f.name: value}
+                    for key in reversed(path):
+                        nested = {key: nested}
+                    with pytest.raises(ConfigError, match=rf"test\.yaml: {'.'.join(path)}\.{f.name}: unknown"):
+                        config_from_dict(root, nested, "test.yaml")
+            # every allowed value passes the check (lists: all of them at once)
+            ok = list(choices) if is_list else choices[0]
+            try:
+                config_from_dict(cls, {f.name: ok})
+            except ConfigError as exc:               # only other rules of validate() may refuse it
+                assert ": unknown " not in str(exc), exc
+            checked.append(f"{cls.__name__}.{f.name}")
+    # the closed sets named in issue 10 all declare their choices
+    for name in ("FinetuneConfig.pooling", "FinetuneConfig.mixed_precision", "FinetuneConfig.selection_metric",
+                 "UtteranceDataConfig.format", "UtteranceDataConfig.split", "GraphTrainConfig.loss",
+                 "GraphTrainConfig.selection_metric", "GraphTrainConfig.mixed_precision",
+                 "DialogueDataConfig.text_mode", "DialogueDataConfig.modalities", "DialogueDataConfig.dataset",
+                 "CompareConfig.zero_shot", "CompareConfig.class_sets", "CompareConfig.pooling",
+                 "CompareDataConfig.format", "PipelineConfig.stages", "PipelineConfig.force",
+                 "PredictGraphConfig.splits", "DifficultyConfig.split", "EmbedConfig.pooling"):
+        assert name in checked, name
+
+
+def test_choices_are_checked_on_the_command_line_too(capsys):
+    from erc.cli import main
+
+    smell = "data.modalities: unknown ['smell'] in ['text', 'smell']; allowed: text, audio, visual, timing"
+    for argv, msg in ((["finetune", "--pooling", "max"], "pooling: unknown 'max'; allowed: cls, mean"),
+                      (["train-graph", "--modalities", "text", "smell"], smell)):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_pooling_max_and_fp8_from_yaml_are_refused(tmp_path):
+    """The two values issue 10 saw pass: pooling max, mixed_precision fp8."""
+    from erc.vad.config import FinetuneConfig
+
+    y = tmp_path / "ft.yaml"
+    y.write_text("pooling: max\n")
+    with pytest.raises(ConfigError, match=r"ft\.yaml \+ command line: pooling: unknown 'max'; allowed: cls, mean"):
+        resolve_config(FinetuneConfig, None, y)
+    with pytest.raises(ConfigError, match=r"mixed_precision: unknown 'fp8'; allowed: no, fp16, bf16"):
+        resolve_config(FinetuneConfig, {"mixed_precision": "fp8"})
+
+
+def test_every_shipped_config_file_loads_into_its_config(project_root):
+    """configs/*.yaml use the current names and sections (a stale key is an error naming it)."""
+    from erc.compare.config import CompareConfig
+    from erc.data.config import DialogueDataConfig
+    from erc.graph.config import GraphTrainConfig
+    from erc.pipeline import PipelineConfig, compare_config, embed_config, finetune_config, graph_config
+    from erc.vad.config import FinetuneConfig
+
+    kinds = {"vad_iemocap": FinetuneConfig, "compare_iemocap_finetune": FinetuneConfig, "compare_": CompareConfig,
+             "graph_": GraphTrainConfig, "fusion_": DialogueDataConfig, "pipeline_": PipelineConfig}
+    files = sorted((project_root / "configs").glob("*.yaml"))
+    loaded = []
+    for path in files:
+        if path.name == "vad_anchors.yaml":            # phrases for the zero-shot projection, not a config
+            continue
+        cls = next(c for prefix, c in kinds.items() if path.stem.startswith(prefix))
+        # the flags its usage line in the file adds (text from `cli.py embed`)
+        flags = {"text_embeddings": "emb.npz"} if path.name == "graph_cosmic_iemocap.yaml" else None
+        cfg = resolve_config(cls, flags, path)
+        if cls is PipelineConfig:
+            for build in (finetune_config, embed_config, graph_config, compare_config):
+                build(cfg)
+        loaded.append(path.name)
+    assert len(loaded) == len(files) - 1 and "graph_iemocap4.yaml" in loaded

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from erc.core.metrics import ccc, classification_metrics, pearson_r, regression_metrics
+from erc.data.registry import VAD_NAMES
 
 
 def test_ccc_known_values():
@@ -16,7 +17,7 @@ def test_regression_metrics_per_dimension():
     true = np.array([[1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [3.0, 4.0, 5.0]])
     pred = true.copy()
     pred[:, 1] += 1.0
-    m = regression_metrics(pred, true)
+    m = regression_metrics(pred, true, VAD_NAMES)
     assert m["valence_mse"] == 0.0 and m["arousal_mse"] == 1.0
     assert m["mse"] == pytest.approx(1 / 3)
     assert m["arousal_pearson"] == pytest.approx(1.0)

@@ -32,7 +32,7 @@ def test_describe_graphsmile_iemocap6(tmp_path):
 
 
 def test_describe_tells_9_tuples_apart(tmp_path):
-    for name in ("iemocap4", "dialoguegcn_iemocap", "mosei"):
+    for name in ("graphsmile_iemocap4", "dialoguegcn_iemocap", "mosei"):
         out = describe(write_layout_pickle(tmp_path / f"{name}.pkl", name, n_dialogues=4))
         assert f"reader: {name} " in out and f"matching registry entries: {name}\n" in out
 

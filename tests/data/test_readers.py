@@ -13,9 +13,9 @@ from erc.data.registry import DATASETS, get_spec
 from erc.data.synthetic_pickles import build_layout, write_layout_pickle
 
 PICKLE_LAYOUTS = [n for n, s in DATASETS.items() if s.layout == "pickle"]
-TUPLE_LENGTHS = {"iemocap6": 12, "iemocap4": 9, "meld": 14, "mosei": 9, "dialoguegcn_iemocap": 9,
+TUPLE_LENGTHS = {"iemocap6": 12, "graphsmile_iemocap4": 9, "meld": 14, "mosei": 9, "dialoguegcn_iemocap": 9,
                  "cosmic_iemocap": 6, "cosmic_meld": 7}
-DIMS = {"iemocap6": (1024, 1582, 342), "iemocap4": (1024, 100, 512), "meld": (1024, 300, 342),
+DIMS = {"iemocap6": (1024, 1582, 342), "graphsmile_iemocap4": (1024, 100, 512), "meld": (1024, 300, 342),
         "mosei": (1024, 384, 35), "dialoguegcn_iemocap": (100, 100, 512)}
 
 
@@ -80,9 +80,10 @@ def test_text_modes_on_four_layers(tmp_path, mode, expected):
 
 
 def test_single_layer_file_rejects_layer_3(tmp_path):
-    path = write_layout_pickle(tmp_path / "i4.pkl", "iemocap4", n_dialogues=5)
+    path = write_layout_pickle(tmp_path / "i4.pkl", "graphsmile_iemocap4", n_dialogues=5)
     with pytest.raises(ValueError, match="text_mode 3.*1 text layer"):
-        load_splits(DialogueDataConfig(dataset="iemocap4", path=str(path), modalities=["text"], text_mode="3"))
+        load_splits(DialogueDataConfig(dataset="graphsmile_iemocap4", path=str(path), modalities=["text"],
+                                       text_mode="3"))
 
 
 def test_iemocap6_sentiments_from_emotions(tmp_path):

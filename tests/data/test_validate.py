@@ -30,8 +30,8 @@ def _expect(path, spec, *patterns):
 
 
 def test_wrong_tuple_length(tmp_path):
-    obj = build_layout("iemocap4", n_dialogues=4)
-    path = write_layout_pickle(tmp_path / "short.pkl", "iemocap4", obj)
+    obj = build_layout("graphsmile_iemocap4", n_dialogues=4)
+    path = write_layout_pickle(tmp_path / "short.pkl", "graphsmile_iemocap4", obj)
     _expect(path, get_spec("iemocap6"), "expected a 12-tuple", "videoText0", "'iemocap6'", "got a 9-tuple")
 
 
@@ -106,5 +106,5 @@ def test_split_id_without_data(tmp_path):
 def test_fractional_labels_in_class_layout(tmp_path):
     def m(f, vid):
         f["videoLabels"][vid] = [0.5] * len(f["videoLabels"][vid])
-    path, spec, vid = _broken(tmp_path, "iemocap4", m)
+    path, spec, vid = _broken(tmp_path, "graphsmile_iemocap4", m)
     _expect(path, spec, vid, "videoLabels", "fractional")
