@@ -102,6 +102,9 @@ class CompareConfig:
     output_dir: str = "runs/compare_synthetic"
     overwrite_predictions: bool = field(default=False, metadata={
         "help": "recompute cached predictions (default: reuse them, so an interrupted run resumes)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "fine-tune runs under output_dir/finetune/ that hold another config or other inputs are "
+                "cleared and redone (without it they are refused)"})
 
     def validate(self) -> None:
         if "nli" in self.zero_shot and not self.nli_model:

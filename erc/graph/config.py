@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from erc.core.config import MIXED_PRECISION, RESUME_HELP, ConfigError, check_choices, check_resume
+from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP
 from erc.data.config import MODALITIES, DialogueDataConfig
 from erc.data.registry import DATASETS
 from erc.data.splits import SPLITS
@@ -66,9 +67,14 @@ class GraphTrainConfig:
     seeds: int = field(default=1, metadata={"help": "number of seeds to run (mean and std reported)"})
     selection_metric: str = field(default="weighted_f1", metadata={
         "help": "validation metric that picks the best epoch", "choices": SELECTION_METRICS})
-    resume: str = field(default="auto", metadata={"help": RESUME_HELP + " (per seed: seed_<k>/checkpoint)"})
-    checkpoint: bool = field(default=True, metadata={"help": "save an (atomic) checkpoint after every epoch"})
+    resume: str = field(default="auto", metadata={"help": RESUME_HELP + " (per seed: seed_<k>/checkpoints/)"})
+    checkpoint: bool = field(default=True, metadata={
+        "help": "save a checkpoint (seed_<k>/checkpoints/epoch_N/) after every epoch"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "epoch checkpoints kept per seed (0 = all)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave torch's default)"})
+    report_to: str = field(default="none", metadata={"help": REPORT_TO_HELP, "choices": REPORT_TO})
+    overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+    allow_config_change: bool = field(default=False, metadata={"help": ALLOW_CONFIG_CHANGE_HELP})
     mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision",
                                                          "choices": MIXED_PRECISION})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar on the main process"})

@@ -37,13 +37,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from erc.core.config import save_config
 from erc.core.io import check_writable, read_json, write_csv, write_json
 from erc.core.logs import setup_logging
 from erc.data.dialogues import load_splits, make_loader
 from erc.graph.config import DifficultyConfig
+from erc.graph.infer import run_inference
 from erc.graph.model import load_graph_model
 
 logger = logging.getLogger(__name__)
@@ -107,19 +107,12 @@ def model_difficulty(logits_fn: Callable[[Any], Any], dialogues: Sequence[Any], 
 
     ``logits_fn`` maps a :class:`erc.data.batch.DialogueBatch` to emotion
     logits (N, C) or to an object with ``emotion_logits`` (a GraphSmile
-    output). Runs under ``torch.no_grad()``.
+    output). Runs through :func:`erc.graph.infer.run_inference` (inference mode).
     """
-
-    scores: dict[str, float] = {}
-    with torch.no_grad():
-        for batch in make_loader(list(dialogues), batch_size=batch_size, shuffle=False):
-            batch = batch.to(device)
-            out = logits_fn(batch)
-            logits = getattr(out, "emotion_logits", out)
-            labels = batch.labels
-            per_node = F.cross_entropy(logits.float(), labels.clamp_min(0), reduction="none")
-            scores.update(loss_difficulty(per_node, batch.batch, batch.dialogue_ids, labels))
-    return scores
+    dialogues = list(dialogues)
+    res = run_inference(logits_fn, make_loader(dialogues, batch_size=batch_size, shuffle=False), device=device)
+    return loss_difficulty(res.per_utterance_loss(), res.dialogue_index, [d.dialogue_id for d in dialogues],
+                           res.labels)
 
 
 # ----------------------------------------------------------------------------- files

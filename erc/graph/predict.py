@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from erc.core.config import ConfigError, config_from_dict, load_yaml
 from erc.core.io import check_writable, write_csv
@@ -19,6 +18,7 @@ from erc.core.logs import setup_logging
 from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import apply_normalization, load_splits, make_loader
 from erc.graph.config import PredictGraphConfig
+from erc.graph.infer import run_inference
 from erc.graph.model import load_graph_model
 
 logger = logging.getLogger(__name__)
@@ -55,26 +55,23 @@ def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: di
 
 def predict_dialogues(model, dialogues, batch_size: int = 32) -> list[dict]:
     """Rows ``dialogue_id, position, utterance_id, emotion, sentiment, p_<label>...`` for ``dialogues``."""
+    if not dialogues:
+        return []
     label_names = model.cfg.label_names or [str(k) for k in range(model.cfg.num_classes)]
     sent_names = model.cfg.sentiment_names or [str(k) for k in range(model.cfg.num_sentiments)]
+    res = run_inference(model, make_loader(dialogues, batch_size))
     rows = []
-    model.eval()
-    with torch.no_grad():
-        for batch in make_loader(dialogues, batch_size):
-            out = model(batch)
-            pe = torch.softmax(out.emotion_logits, -1).numpy()
-            ps = torch.softmax(out.sentiment_logits, -1).numpy()
-            for u in range(batch.num_nodes):
-                b = int(batch.batch[u])
-                d = dialogues[int(batch.dialogue_index[b])]
-                pos = int(batch.position[u])
-                row = {"dialogue_id": d.dialogue_id, "position": pos,
-                       "utterance_id": d.utterance_ids[pos] if d.utterance_ids else "",
-                       "label": int(batch.labels[u]), "emotion": label_names[int(pe[u].argmax())],
-                       "sentiment": sent_names[int(ps[u].argmax())]}
-                row.update({f"p_{n}": float(pe[u, k]) for k, n in enumerate(label_names)})
-                row.update({f"p_sentiment_{n}": float(ps[u, k]) for k, n in enumerate(sent_names)})
-                rows.append(row)
+    for u in range(len(res.labels)):
+        d = dialogues[int(res.dialogue_index[u])]
+        pos = int(res.position[u])
+        pe, ps = res.emotion_probs[u], res.sentiment_probs[u]
+        row = {"dialogue_id": d.dialogue_id, "position": pos,
+               "utterance_id": d.utterance_ids[pos] if d.utterance_ids else "",
+               "label": int(res.labels[u]), "emotion": label_names[int(pe.argmax())],
+               "sentiment": sent_names[int(ps.argmax())]}
+        row.update({f"p_{n}": float(pe[k]) for k, n in enumerate(label_names)})
+        row.update({f"p_sentiment_{n}": float(ps[k]) for k, n in enumerate(sent_names)})
+        rows.append(row)
     return rows
 
 

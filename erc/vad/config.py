@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from erc.core.config import MIXED_PRECISION, RESUME_HELP, ConfigError, check_resume
+from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP
 from erc.data.config import UtteranceDataConfig
 from erc.data.registry import DATASETS
 from erc.encoders import POOLINGS
@@ -57,6 +58,9 @@ class FinetuneConfig:
     keep_checkpoints: int = field(default=2, metadata=_h("epoch/step checkpoints kept (0 = all)"))
     resume: str = field(default="never", metadata=_h(RESUME_HELP))
     num_threads: int = field(default=0, metadata=_h("torch CPU threads (0 = torch default)"))
+    report_to: str = field(default="none", metadata=_h(REPORT_TO_HELP, choices=REPORT_TO))
+    overwrite: bool = field(default=False, metadata=_h(OVERWRITE_HELP))
+    allow_config_change: bool = field(default=False, metadata=_h(ALLOW_CONFIG_CHANGE_HELP))
     plots: bool = field(default=True, metadata=_h("write plots/*.png"))
     stop_after_steps: int = field(default=0, metadata=_h(
         "testing aid: stop (as if interrupted) after this many optimizer steps (0 = off)"))
@@ -101,5 +105,6 @@ class EmbedConfig:
                                                    "choices": POOLINGS})
     batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
     output: str = field(default="runs/embeddings.npz", metadata={"help": "output .npz (written atomically)"})
+    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     synthetic_dialogues: int = 60
     synthetic_seed: int = 0

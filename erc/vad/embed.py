@@ -9,13 +9,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from erc.core.config import ConfigError, save_config
 from erc.core.errors import ErcError
 from erc.core.io import check_writable
-from erc.core.logs import setup_logging
+from erc.core.harness import start_local
 from erc.data.readers import read_corpus
 from erc.data.registry import get_spec
 from erc.data.text import write_embeddings
@@ -47,9 +46,8 @@ def encoder_fn(model: str, pooling: str, batch_size: int):
 
 
 def run_embed(cfg: EmbedConfig) -> Path:
-    setup_logging(True)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    check_writable(cfg.output, "field 'output':")          # before reading and encoding
+    start_local(cfg, Path(cfg.output).parent)   # logging, the one thread rule, output folder writable
+    check_writable(cfg.output, "field 'output':")          # the file itself, before reading and encoding
     spec = get_spec(cfg.dataset)
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,
                          synthetic_seed=cfg.synthetic_seed)

@@ -180,7 +180,7 @@ def test_train_graph_with_cmerc_options_reports_calibration_and_resumes(tmp_path
         assert (best / name).is_file()
     res = read_json(tmp_path / "run" / "results.json")
     assert 0 <= res["test_ece_mean"] <= 1 and res["test_temperature_mean"] > 0
-    state = read_json(seed_dir / "checkpoint" / "trainer_state.json")
+    state = read_json(seed_dir / "checkpoints" / "epoch_2" / "trainer_state.json")   # named checkpoints (harness)
     assert state["curriculum"]["epoch"] == 1
     # resume to 4 epochs: the saved pool state is checked and continued
     cfg4 = config_from_flat(GraphTrainConfig, {**TINY_TRAIN, **flags, "epochs": 4,

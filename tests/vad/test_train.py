@@ -182,3 +182,43 @@ def test_early_stopping_and_best_by_val_loss(tmp_path, tiny_encoder_dir):
     assert r["stopped_early"] and r["epochs_run"] == 3 and r["best_epoch"] == 1
     rows = read_log(out)
     assert len(rows) == 3 and len({r["val_loss"] for r in rows}) == 1
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the TensorBoard event files in ``folder``: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_logs_equal_the_csv_and_a_second_run_is_refused(tmp_path, tiny_encoder_dir):
+    """report_to tensorboard logs every epoch's train_log.csv row; another lr or other data into the same
+    folder stops before writing, naming what changed; --overwrite clears the folder and runs."""
+    from erc.core.config import config_from_flat
+    from erc.core.runs import RunMismatchError
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.train import run_finetune
+
+    out = tmp_path / "tb"
+    args = dict(path="synthetic", synthetic_dialogues=10, epochs=2, lr=3.0e-3, num_threads=1, plots=False,
+                model=str(tiny_encoder_dir), output_dir=str(out))
+    run_finetune(config_from_flat(FinetuneConfig, **args, report_to="tensorboard"))
+    scalars = _tensorboard_scalars(out / "logs" / "finetune")
+    rows = read_log(out)
+    assert set(scalars) == set(LOG_COLUMNS) - {"epoch"}
+    for tag, points in scalars.items():
+        assert [step for step, _ in points] == [1, 2]
+        assert [v for _, v in points] == pytest.approx([float(r[tag]) for r in rows], rel=1e-6, abs=1e-7), tag
+
+    before = {str(p): p.stat().st_mtime_ns for p in out.rglob("*")}
+    with pytest.raises(RunMismatchError) as err:
+        run_finetune(config_from_flat(FinetuneConfig, **{**args, "lr": 1.0e-3, "synthetic_dialogues": 12}))
+    msg = str(err.value)
+    assert "lr 0.003 -> 0.001" in msg and "data.synthetic_dialogues 10 -> 12" in msg
+    assert "--overwrite" in msg and "--output-dir" in msg
+    assert {str(p): p.stat().st_mtime_ns for p in out.rglob("*")} == before      # nothing written
+    res = run_finetune(config_from_flat(FinetuneConfig, **{**args, "lr": 1.0e-3, "overwrite": True}))
+    assert res["epochs_run"] == 2 and not (out / "logs").exists()                 # the old run is gone
+    assert json.loads((out / "run.json").read_text())["config"]["lr"] == 1.0e-3   # the folder is run B's
