@@ -47,8 +47,9 @@ def build_tiny_encoder(out_dir: str | Path, texts: Iterable[str], hidden_size: i
         num_attention_heads=num_heads, intermediate_size=hidden_size * 2,
         max_position_embeddings=max_length + 2, pad_token_id=tok.token_to_id("<pad>"),
         bos_token_id=bos, eos_token_id=eos, type_vocab_size=1)
-    torch.manual_seed(seed)
-    model = RobertaModel(config)
+    with torch.random.fork_rng(devices=[]):   # the caller's random stream is the same built or cached
+        torch.manual_seed(seed)
+        model = RobertaModel(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
