@@ -84,15 +84,18 @@ def tracker_config(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def start_local(cfg: Any, output_dir: str | Path, config_path: str | Path | None = None) -> Path:
+def start_local(cfg: Any, output_dir: str | Path | None, config_path: str | Path | None = None) -> Path | None:
     """Start-up of a stage that runs in one process without Accelerate (embed, compare; main process
     only under a multi-process pipeline): logging, the thread rule, seed, output folder checked
     writable, resolved config saved. Returns the output folder. A config without ``seed`` is not
-    seeded (nothing random runs)."""
+    seeded (nothing random runs). ``output_dir=None``: the stage writes one file, which it checks
+    itself, and no folder is created before the work has succeeded."""
     setup_logging(True)
     set_threads(int(getattr(cfg, "num_threads", 0) or 0))
     if hasattr(cfg, "seed"):
         set_seed(int(cfg.seed))
+    if output_dir is None:
+        return None
     out = Path(output_dir)
     make_run_dir(out)
     if config_path is not None:

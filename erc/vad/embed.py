@@ -46,7 +46,7 @@ def encoder_fn(model: str, pooling: str, batch_size: int):
 
 
 def run_embed(cfg: EmbedConfig) -> Path:
-    start_local(cfg, Path(cfg.output).parent)   # logging, the one thread rule, output folder writable
+    start_local(cfg, None)                      # logging, the one thread rule
     check_writable(cfg.output, "field 'output':")          # the file itself, before reading and encoding
     spec = get_spec(cfg.dataset)
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,
