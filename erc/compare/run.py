@@ -233,7 +233,8 @@ def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
         n = names_seen[label] = names_seen.get(label, 0) + 1
         name = f"fine-tuned {label}" + (f" ({n})" if n > 1 else "")
         key = "finetuned_" + hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:10]
-        stamp = (model_dir / "vad_head.safetensors").stat().st_mtime if (model_dir / "vad_head.safetensors").exists() else 0
+        weights = [model_dir / f for f in ("model.safetensors", "vad_head.safetensors") if (model_dir / f).exists()]
+        stamp = weights[0].stat().st_mtime if weights else 0
         meta = dict(data_key, method="finetuned", model_dir=str(model_dir.resolve()), mtime=stamp)
         cached = cache.load(key, meta)
         if cached is None:

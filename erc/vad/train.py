@@ -28,6 +28,7 @@ from erc.core.accel import end_stage, use_cpu_processes
 from erc.core.config import ConfigError, save_config
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.metrics import VAD_NAMES, regression_metrics
+from erc.vad.card import finetune_card_info, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -407,6 +408,7 @@ def run_finetune(cfg) -> dict:
     }
     if accelerator.is_main_process:
         write_json(out_dir / "metrics.json", result)
+        write_model_card(best_dir, finetune_card_info(cfg, result))   # best_model/README.md
         test_ids = splits.datasets["test"]["utterance_id"]
         rows = [{"utterance_id": test_ids[int(i)],
                  **{f"true_{d}": float(t[j]) for j, d in enumerate(VAD_NAMES)},
