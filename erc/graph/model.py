@@ -151,8 +151,9 @@ class GraphSmile(nn.Module):
 
 
 def save_graph_model(model: GraphSmile, directory: str | Path, extra: dict | None = None) -> None:
-    """Write ``model.pt`` (state dict) and ``model_config.json`` into ``directory``."""
+    """Write ``model.pt`` (state dict), ``model_config.json`` and the model card ``README.md`` into ``directory``."""
     from erc.core.io import atomic_write_bytes, write_json
+    from erc.graph.card import write_graph_card
     import io
 
     directory = Path(directory)
@@ -161,6 +162,7 @@ def save_graph_model(model: GraphSmile, directory: str | Path, extra: dict | Non
     torch.save(model.state_dict(), buf)
     atomic_write_bytes(directory / MODEL_FILE, buf.getvalue())
     write_json(directory / META_FILE, {"model": asdict(model.cfg), **(extra or {})})
+    write_graph_card(directory, asdict(model.cfg), extra or {})   # README.md: the model card
 
 
 def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[GraphSmile, dict]:
