@@ -8,7 +8,8 @@
 The readers of :mod:`erc.data.utterances` do the parsing; this module types their frame
 (``ClassLabel`` for ``emotion`` and ``sentiment``, ``int32`` sessions, ``float64`` V/A/D,
 ids and texts as strings) and caches the result with ``DatasetDict.save_to_disk`` under a key
-made of the CONTENT of every source file (SHA-256), the reader settings and the reader code.
+made of the CONTENT of every source file (SHA-256), the reader settings and the code of the
+reader and of this module.
 A second call with unchanged sources loads the Arrow files (memory-mapped) without parsing;
 editing a source file, even keeping its size and time stamp, parses again. Touching a file
 (time stamp only) does not.
@@ -64,11 +65,11 @@ def source_files(source: str, data_format: str) -> list[Path]:
 
 
 def content_key(source: str, data_format: str, reader_args: dict) -> str:
-    """SHA-256 over the reader code, its arguments and every source file's relative path and bytes."""
+    """SHA-256 over the reader code (and this module's), its arguments and every source file's path and bytes."""
     h = hashlib.sha256()
     h.update(json.dumps({"version": CACHE_VERSION, "format": data_format, "args": reader_args},
                         sort_keys=True).encode())
-    readers = [Path(utterances.__file__)]            # a changed parser parses again
+    readers = [Path(utterances.__file__), Path(__file__)]    # a changed parser or typing parses again
     if data_format == "synthetic":
         readers.append(readers[0].with_name("synthetic.py"))
     for code in readers:

@@ -37,6 +37,12 @@ def _num(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _final_name(model_dir: str | Path) -> str:
+    """The folder's name once in place (it is written as ``.NAME.tmp`` and renamed)."""
+    name = Path(model_dir).name
+    return name[1:-len(".tmp")] if name.startswith(".") and name.endswith(".tmp") else name
+
+
 def render_graph_card(model_dir: str | Path, model_cfg: dict, extra: dict) -> str:
     """The card's Markdown for a folder saved with ``model_cfg`` (GraphModelConfig as a dict) and ``extra``."""
     labels = list(extra.get("label_names") or model_cfg.get("label_names") or [])
@@ -55,7 +61,7 @@ def render_graph_card(model_dir: str | Path, model_cfg: dict, extra: dict) -> st
              f"sentiment ({len(sentiments)}) and sentiment shift.", "",
              f"Classes: {', '.join(labels) or '-'}. Sentiments: {', '.join(sentiments) or '-'}.", "",
              "## How to use", "", "```python", "from erc.graph.api import GraphPredictor",
-             f'predictor = GraphPredictor.from_pretrained("{Path(model_dir).name}")',
+             f'predictor = GraphPredictor.from_pretrained("{_final_name(model_dir)}")',
              'predictor.predict([{"texts": [...], "speakers": [...], "features": {...}}])',
              "```", "", "Command line: `erc predict-graph --model-dir THIS_FOLDER`.", "",
              "## Training data", "",

@@ -59,7 +59,7 @@ DATA_FACTS: dict[str, dict[str, str]] = {
         "name": "the built-in synthetic corpus",
         "about": "The erc-toolkit's SYNTHETIC corpus: template sentences with planted V/A/D values, made to "
                  "test the toolkit without downloading data. It is not emotion data.",
-        "limits": "Trained on SYNTHETIC template data: the metrics below show that the pipeline works, and "
+        "limits": "Trained on SYNTHETIC template data: the metrics above show that the pipeline works, and "
                   "nothing about emotion in real language. Do not use this model for anything but trying "
                   "the toolkit.",
     },

@@ -64,6 +64,7 @@ def test_predictor_equals_predict_graph_on_raw_dialogues_and_card(tmp_path):
     assert f"| weighted_f1 | {meta['valid']['weighted_f1']:.3f} | {meta['test']['weighted_f1']:.3f} |" in card
     assert "text (256 features), audio (32 features), visual (24 features), timing (4 features)" in card
     assert "acted English dyadic speech" in card and "hap, sad, neu, ang, exc, fru" in card
+    assert 'GraphPredictor.from_pretrained("best_model")' in card             # not its temporary name
 
 
 def test_predictor_embeds_text_like_the_run(tmp_path, tiny_encoder_dir):
