@@ -252,9 +252,9 @@ def finetuned_setting(cfg, path: str, name_counts: dict[str, int], inp: SettingI
     n = name_counts[label] = name_counts.get(label, 0) + 1
     name = f"fine-tuned {label}" + (f" ({n})" if n > 1 else "")
     key = "finetuned_" + hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:10]
-    head = model_dir / "vad_head.safetensors"
+    weights = [model_dir / f for f in ("model.safetensors", "vad_head.safetensors") if (model_dir / f).exists()]
     meta = dict(inp.data_key, method="finetuned", model_dir=str(model_dir.resolve()),
-                mtime=head.stat().st_mtime if head.exists() else 0)
+                mtime=weights[0].stat().st_mtime if weights else 0)
     cached = cache.load(key, meta)
     if cached is None:
         t0 = time.time()

@@ -1,6 +1,7 @@
 """Hugging Face encoders: load by name, folder or ``builtin:tiny``; pool; encode texts in length-sorted batches."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -36,6 +37,9 @@ def load_encoder(name_or_path: str):
             raise EncoderLoadError(
                 f"--model {name_or_path}: folder {path} has no config.json; expected a Hugging Face "
                 "model folder (config.json, weights, tokenizer files)")
+        nested = _nested_encoder_config(path)
+        if nested is not None:
+            return _load_nested_encoder(path, nested), AutoTokenizer.from_pretrained(path)
         return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     if resolved.startswith((".", "/", "~")):
         raise EncoderLoadError(f"--model {name_or_path}: local folder {path} does not exist")
@@ -51,6 +55,33 @@ def load_encoder(name_or_path: str):
             "Use --model PATH with a local Hugging Face model folder, or --model builtin:tiny "
             "for the built-in tiny offline encoder.") from None
     return model, tokenizer
+
+
+def _nested_encoder_config(path: Path) -> dict | None:
+    """The encoder config nested under ``encoder`` in ``path/config.json``, or None for a plain model.
+
+    A model with a head on an encoder (a fine-tuned V/A/D folder, erc.vad.model) keeps its
+    encoder's own config there and the encoder's weights under the ``encoder.`` prefix.
+    """
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise EncoderLoadError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
+    enc = cfg.get("encoder")
+    return dict(enc) if isinstance(enc, dict) and "model_type" in enc else None
+
+
+def _load_nested_encoder(path: Path, nested: dict):
+    """The encoder of a composite folder, through ``from_pretrained`` with the ``encoder.`` prefix mapped away."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(nested.pop("model_type"), **nested)
+    model, info = AutoModel.from_pretrained(path, config=config, key_mapping={r"^encoder\.": ""},
+                                            output_loading_info=True)
+    if info["missing_keys"]:
+        raise EncoderLoadError(f"{path}: encoder weights {sorted(info['missing_keys'])[:3]} missing from the "
+                               "weights file; expected them under the 'encoder.' prefix")
+    return model
 
 
 def pool_hidden(last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -32,6 +32,7 @@ from torch import nn
 
 from erc.core.errors import FileFormatError
 from erc.core.io import atomic_write_bytes, read_json, write_json
+from erc.graph.card import write_graph_card
 from erc.graph.edges import cross_modal_graph, num_distance_buckets, shift_pairs, temporal_graph
 from erc.graph.layers import PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation
 
@@ -168,13 +169,14 @@ class GraphSmile(nn.Module):
 
 
 def save_graph_model(model: GraphSmile, directory: str | Path, extra: dict | None = None) -> None:
-    """Write ``model.pt`` (state dict) and ``model_config.json`` into ``directory``."""
+    """Write ``model.pt`` (state dict), ``model_config.json`` and the model card ``README.md`` into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     atomic_write_bytes(directory / MODEL_FILE, buf.getvalue())
     write_json(directory / META_FILE, {"model": asdict(model.cfg), **(extra or {})})
+    write_graph_card(directory, asdict(model.cfg), extra or {})   # README.md: the model card
 
 
 def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[GraphSmile, dict]:

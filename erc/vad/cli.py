@@ -1,4 +1,4 @@
-"""Subcommands of the V/A/D stage (registered by erc.cli): finetune, predict, embed."""
+"""Subcommands of the V/A/D stage (registered by erc.cli): finetune, predict, embed, convert-vad."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,14 @@ def _embed(cfg: EmbedConfig):
     return run_embed(cfg)
 
 
+def _convert(args: argparse.Namespace) -> None:
+    from erc.vad.model import convert_legacy_folder
+
+    out = convert_legacy_folder(args.old, args.new)
+    print(f"wrote {out}: loads with VADRegressor.from_pretrained, or AutoModel.from_pretrained "
+          "after `import erc.vad.model`")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands."""
     add_stage_command(subparsers, "finetune", FinetuneConfig, _finetune,
@@ -34,3 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="predict V/A/D for a CSV of texts, a text file or an IEMOCAP root")
     add_stage_command(subparsers, "embed", EmbedConfig, _embed,
                       help="write utterance embeddings (.npz keyed by utterance id and dialogue/position)")
+    p = subparsers.add_parser("convert-vad", help="rewrite a V/A/D model folder of the old layout "
+                              "(vad_config.json + vad_head.safetensors) as a standard transformers folder",
+                              description="Rewrite OLD (a best_model/ folder written before the transformers "
+                              "format) as NEW: config.json of model_type erc-vad, model.safetensors, tokenizer.")
+    p.add_argument("old", help="the old folder (holds vad_config.json)")
+    p.add_argument("new", help="the folder to write")
+    p.set_defaults(func=_convert)

@@ -1,21 +1,33 @@
 """The V/A/D regressor: a pretrained ``AutoModel`` encoder, pooling, dropout, a linear head to 3.
 
-The head and the loss are owned here explicitly (MSE on standardised targets),
-not delegated to ``AutoModelForSequenceClassification``, whose float labels with
+It is a ``transformers`` model: :class:`VADConfig` (``model_type = "erc-vad"``, the encoder's
+own config nested under ``encoder``) and :class:`VADRegressor` (a ``PreTrainedModel``), both
+registered with ``AutoConfig`` / ``AutoModel`` / ``AutoModelForSequenceClassification`` when
+this module is imported. ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` are the
+library's own, so a saved model is a standard folder::
+
+    config.json          VADConfig: pooling, dropout, max_seq_length, V/A/D names, the encoder's config
+    model.safetensors    encoder.*, head.*, scaler_mean, scaler_std
+    tokenizer.json, tokenizer_config.json, ...
+    README.md            the model card (written by the training run, erc.vad.card)
+
+and loads with ``VADRegressor.from_pretrained(dir)`` or ``AutoModel.from_pretrained(dir)``
+once ``erc.vad.model`` is imported (``from erc.vad import VADRegressor`` does that).
+
+The head and the loss are owned here explicitly (MSE on standardised targets), not
+delegated to ``AutoModelForSequenceClassification``, whose float labels with
 ``num_labels=3`` silently train with BCE unless ``problem_type`` is set.
 
-Targets are standardised with a per-dimension scaler (mean/std fitted on the
-TRAIN split) that is stored with the model as buffers, so :meth:`VADRegressor.predict`
-and the ``vad`` output of ``forward`` are always on the data's original scale.
+Targets are standardised with a per-dimension scaler (mean/std fitted on the TRAIN
+split). The scaler stays two buffers of the model (saved in ``model.safetensors``)
+rather than being folded into the head: training sees standardised targets (each
+dimension weighs the same in the loss), a saved model fine-tunes further with that
+same parametrisation, and ``logits`` / ``vad`` of ``forward`` and :meth:`predict` are
+always on the data's original scale.
 
-A saved model is ONE folder::
-
-    config.json, model.safetensors      the encoder (loadable by AutoModel.from_pretrained(dir))
-    tokenizer.json, tokenizer_config.json, ...
-    vad_head.safetensors                 head weights + scaler buffers
-    vad_config.json                      pooling, dropout, max_length, scaler, target names
-
-and loads back with ``VADRegressor.from_pretrained(dir)``.
+Folders written before this format (``vad_config.json`` + ``vad_head.safetensors`` beside a
+plain encoder folder) still load with ``VADRegressor.from_pretrained``;
+``erc convert-vad OLD NEW`` (:func:`convert_legacy_folder`) rewrites one in the new format.
 """
 from __future__ import annotations
 
@@ -23,61 +35,141 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig,
+                          PreTrainedModel)
+from transformers.utils import ModelOutput
 
-from erc.core.io import atomic_replace_dir, atomic_write_text
+from erc.core.io import atomic_replace_dir
 from erc.data.registry import VAD_NAMES
 from erc.encoders.hf import (POOLINGS, EncoderLoadError, batches_by_length, encode_texts, encoder_inputs, load_encoder,
                              pool_hidden)
 
 logger = logging.getLogger(__name__)
 
-HEAD_FILE = "vad_head.safetensors"
-VAD_CONFIG_FILE = "vad_config.json"
+MODEL_TYPE = "erc-vad"
+# the folder layout written before VADRegressor was a PreTrainedModel
+LEGACY_HEAD_FILE = "vad_head.safetensors"
+LEGACY_CONFIG_FILE = "vad_config.json"
 
 
-class VADRegressor(nn.Module):
-    """Encoder -> pooling -> dropout -> Linear(hidden, 3); MSE on standardised targets.
+class VADConfig(PretrainedConfig):
+    """Configuration of :class:`VADRegressor`; ``encoder`` is the encoder's own config (any ``AutoConfig``).
 
-    ``forward(input_ids, attention_mask, labels=None)`` returns a dict with
-    ``pred`` (standardised, what the loss sees), ``vad`` (original scale) and
-    ``loss`` when ``labels`` (original scale, shape (B, 3)) are given.
+    ``id2label`` names the outputs (valence, arousal, dominance) and ``problem_type`` is
+    ``"regression"``, so generic tools read the head as three regression outputs.
     """
 
-    def __init__(self, encoder, tokenizer=None, pooling: str = "cls", dropout: float = 0.1,
-                 max_length: int = 128, target_names: Sequence[str] = VAD_NAMES):
-        super().__init__()
+    model_type = MODEL_TYPE
+    sub_configs = {"encoder": AutoConfig}
+
+    def __init__(self, encoder: PretrainedConfig | dict | None = None, pooling: str = "cls", dropout: float = 0.1,
+                 max_seq_length: int = 128, target_names: Sequence[str] = VAD_NAMES, **kwargs):
+        if isinstance(encoder, dict):
+            encoder = dict(encoder)
+            if "model_type" not in encoder:
+                raise ValueError("VADConfig: field 'encoder' has no 'model_type'; expected the encoder's "
+                                 "config as written by its save_pretrained")
+            encoder = AutoConfig.for_model(encoder.pop("model_type"), **encoder)
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+            raise ValueError(f"VADConfig: field 'pooling' must be one of {POOLINGS}, got {pooling!r}")
         self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = float(dropout)
+        self.max_seq_length = int(max_seq_length)   # not max_length: transformers reads that as a generation setting
+        self.target_names = list(target_names)
+        kwargs["id2label"] = dict(enumerate(self.target_names))
+        kwargs["label2id"] = {n: i for i, n in enumerate(self.target_names)}
+        kwargs["problem_type"] = "regression"
+        encoder_attention = getattr(encoder, "_attn_implementation", None)
+        super().__init__(**kwargs)
+        if encoder_attention is not None and "attn_implementation" not in kwargs:
+            # transformers >= 5 hands the composite config's (unset) attention implementation down to
+            # its sub-configs; an encoder that is already built keeps the one it runs with
+            encoder._attn_implementation = encoder_attention
+
+
+@dataclass
+class VADRegressorOutput(ModelOutput):
+    """``logits`` and ``vad``: V/A/D on the data's scale (one tensor; ``logits`` is the name
+    ``transformers`` pipelines read); ``pred``: the standardised head output the loss sees;
+    ``loss``: MSE on standardised targets when ``labels`` are given."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    vad: torch.Tensor | None = None
+    pred: torch.Tensor | None = None
+
+
+class VADRegressor(PreTrainedModel):
+    """Encoder -> pooling -> dropout -> Linear(hidden, 3); MSE on standardised targets.
+
+    ``forward(input_ids, attention_mask, labels=None)`` returns a :class:`VADRegressorOutput`
+    (dict-like: ``out["vad"]``, ``out["pred"]``, ``out["loss"]`` when ``labels``, on the
+    original scale with shape (B, 3), are given).
+    """
+
+    config_class = VADConfig
+    base_model_prefix = "encoder"     # so ``model.base_model`` is the encoder
+    main_input_name = "input_ids"
+
+    def __init__(self, config: VADConfig, encoder: PreTrainedModel | None = None, tokenizer=None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(config.encoder)
         self.tokenizer = tokenizer
         # BERT-style pooler layers are not used by our pooling: freeze them so DDP does not wait
-        # for their gradients (they are still saved, the folder stays a complete encoder).
-        pooler = getattr(encoder, "pooler", None)
+        # for their gradients (they are still saved, the folder keeps a complete encoder).
+        pooler = getattr(self.encoder, "pooler", None)
         if isinstance(pooler, nn.Module):
             for p in pooler.parameters():
                 p.requires_grad_(False)
-        self.pooling = pooling
-        self.dropout_p = float(dropout)
-        self.max_length = int(max_length)
-        self.target_names = tuple(target_names)
-        k = len(self.target_names)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, k)
+        k = len(config.target_names)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.encoder.hidden_size, k)
         self.register_buffer("scaler_mean", torch.zeros(k))
         self.register_buffer("scaler_std", torch.ones(k))
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The encoder keeps its pretrained weights (transformers skips modules it marked initialised).
+        # The head keeps torch's default Linear init drawn when it was built, so a seeded run draws
+        # the same head as before this class was a PreTrainedModel; a folder without head weights is
+        # refused by from_pretrained instead of being silently re-initialised.
+        return
+
+    # ---- the attributes the rest of the project reads ---------------------------------------
+    @property
+    def pooling(self) -> str:
+        return self.config.pooling
+
+    @property
+    def max_length(self) -> int:
+        return self.config.max_seq_length
+
+    @property
+    def dropout_p(self) -> float:
+        return self.config.dropout
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(self.config.target_names)
 
     @classmethod
-    def from_encoder_name(cls, name_or_path: str, **kwargs) -> "VADRegressor":
+    def from_encoder_name(cls, name_or_path: str, pooling: str = "cls", dropout: float = 0.1,
+                          max_length: int = 128, target_names: Sequence[str] = VAD_NAMES) -> "VADRegressor":
+        """A new regressor (head untrained, scaler identity) on a pretrained encoder (name, folder, builtin:tiny)."""
         encoder, tokenizer = load_encoder(name_or_path)
-        return cls(encoder, tokenizer, **kwargs)
+        config = VADConfig(encoder=encoder.config, pooling=pooling, dropout=dropout, max_seq_length=max_length,
+                           target_names=target_names)
+        return cls(config, encoder=encoder, tokenizer=tokenizer)
 
     # ---- scaler -------------------------------------------------------------------------
     def fit_scaler(self, targets: np.ndarray) -> None:
@@ -106,13 +198,16 @@ class VADRegressor(nn.Module):
         last = self.encoder(**kwargs).last_hidden_state
         return pool_hidden(last, attention_mask, self.pooling)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None) -> dict:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> VADRegressorOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         h = self.pooled(input_ids, attention_mask, token_type_ids)
         pred = self.head(self.dropout(h)).float()
-        out = {"pred": pred, "vad": self.unscale(pred)}
+        vad = self.unscale(pred)
+        loss = None
         if labels is not None:
-            out["loss"] = nn.functional.mse_loss(pred, self.scale(labels.float()))
-        return out
+            loss = nn.functional.mse_loss(pred, self.scale(labels.float()))
+        return VADRegressorOutput(loss=loss, logits=vad, vad=vad, pred=pred)
 
     # ---- inference helpers --------------------------------------------------------------
     def _require_tokenizer(self):
@@ -141,55 +236,54 @@ class VADRegressor(nn.Module):
                             batch_size=batch_size, max_length=self.max_length)
 
     # ---- persistence --------------------------------------------------------------------
-    def vad_config(self) -> dict:
-        return {
-            "format": "erc-toolkit VADRegressor v1",
-            "pooling": self.pooling,
-            "dropout": self.dropout_p,
-            "max_length": self.max_length,
-            "target_names": list(self.target_names),
-            "hidden_size": int(self.encoder.config.hidden_size),
-            "scaler_mean": [float(v) for v in self.scaler_mean.cpu()],
-            "scaler_std": [float(v) for v in self.scaler_std.cpu()],
-        }
+    def save_pretrained(self, save_directory: str | Path, push_to_hub: bool = False, **kwargs) -> Path:
+        """``PreTrainedModel.save_pretrained`` plus the tokenizer, written atomically as one folder.
 
-    def save_pretrained(self, save_dir: str | Path) -> Path:
-        """Write the whole model as one folder, atomically (a reader never sees half of it)."""
-        save_dir = Path(save_dir)
+        The folder is written under a temporary name and renamed into place, so a reader
+        never sees half of it. ``push_to_hub=True`` then uploads it (``repo_id`` defaults to
+        the folder name, as in ``transformers``).
+        """
+        save_dir = Path(save_directory)
         save_dir.parent.mkdir(parents=True, exist_ok=True)
+        hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr")
+                      if k in kwargs}
         tmp = Path(tempfile.mkdtemp(dir=save_dir.parent, prefix=f".{save_dir.name}.", suffix=".tmp"))
         try:
-            self.encoder.save_pretrained(tmp)
+            super().save_pretrained(tmp, **kwargs)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
-            head = {"head.weight": self.head.weight, "head.bias": self.head.bias,
-                    "scaler_mean": self.scaler_mean, "scaler_std": self.scaler_std}
-            save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
-            atomic_write_text(tmp / VAD_CONFIG_FILE, json.dumps(self.vad_config(), indent=2) + "\n")
             atomic_replace_dir(tmp, save_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if push_to_hub:
+            self.push_to_hub(hub_kwargs.pop("repo_id", save_dir.name), **hub_kwargs)
         return save_dir
 
     @classmethod
-    def from_pretrained(cls, load_dir: str | Path, device=None) -> "VADRegressor":
-        """Load a folder written by :meth:`save_pretrained` (encoder, tokenizer, head, scaler)."""
-        load_dir = Path(load_dir)
-        cfg_path = load_dir / VAD_CONFIG_FILE
-        if not cfg_path.is_file():
-            raise EncoderLoadError(
-                f"{load_dir}: not a VADRegressor folder (missing {VAD_CONFIG_FILE}); "
-                "expected the best_model/ folder written by `cli.py finetune`")
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        encoder, tokenizer = load_encoder(str(load_dir))
-        model = cls(encoder, tokenizer, pooling=cfg["pooling"], dropout=cfg["dropout"],
-                    max_length=cfg["max_length"], target_names=cfg["target_names"])
-        state = load_file(str(load_dir / HEAD_FILE))
-        model.head.weight.data.copy_(state["head.weight"])
-        model.head.bias.data.copy_(state["head.bias"])
-        model.scaler_mean.copy_(state["scaler_mean"])
-        model.scaler_std.copy_(state["scaler_std"])
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *model_args, device=None,
+                        **kwargs) -> "VADRegressor":
+        """Load a saved model (this format or the legacy one) with its tokenizer, in eval mode.
+
+        A folder whose weights lack the head or the scaler is refused (``transformers`` would
+        otherwise initialise them silently).
+        """
+        path = Path(pretrained_model_name_or_path)
+        if path.is_dir() and is_legacy_vad_dir(path):
+            model = _load_legacy(path)
+        else:
+            if path.is_dir() and not is_vad_model_dir(path):
+                raise EncoderLoadError(
+                    f"{path}: not a VADRegressor folder (config.json with model_type '{MODEL_TYPE}', or the "
+                    f"older {LEGACY_CONFIG_FILE}); expected the best_model/ folder written by `erc finetune`")
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
+                                                  output_loading_info=True, **kwargs)
+            missing = sorted(k for k in info["missing_keys"] if not k.startswith("encoder."))
+            if missing:
+                raise EncoderLoadError(f"{path}: weights {missing} missing from the model weights file; "
+                                       "the folder is incomplete (save it again with save_pretrained)")
+            if path.is_dir() and (path / "tokenizer_config.json").is_file():
+                model.tokenizer = AutoTokenizer.from_pretrained(path)
         model.eval()
         if device is not None:
             model.to(device)
@@ -197,4 +291,73 @@ class VADRegressor(nn.Module):
 
 
 def is_vad_model_dir(path: str | Path) -> bool:
-    return (Path(path) / VAD_CONFIG_FILE).is_file()
+    """A folder holding a VADRegressor: this format (config.json of model_type erc-vad) or the legacy one."""
+    path = Path(path)
+    if is_legacy_vad_dir(path):
+        return True
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
+    except (OSError, ValueError):
+        return False
+
+
+def is_legacy_vad_dir(path: str | Path) -> bool:
+    return (Path(path) / LEGACY_CONFIG_FILE).is_file()
+
+
+def _load_legacy(path: Path) -> VADRegressor:
+    """A folder of the earlier layout: a plain encoder folder + vad_config.json + vad_head.safetensors."""
+    cfg_path, head_path = path / LEGACY_CONFIG_FILE, path / LEGACY_HEAD_FILE
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        keys = ("pooling", "dropout", "max_length", "target_names")
+        missing = [k for k in keys if k not in cfg]
+        if missing:
+            raise EncoderLoadError(f"{cfg_path}: field(s) {missing} missing; expected {list(keys)}")
+        state = load_file(str(head_path))
+    except (OSError, ValueError) as exc:
+        raise EncoderLoadError(f"{path}: unreadable legacy V/A/D folder ({type(exc).__name__}: {exc}); expected "
+                               f"{LEGACY_CONFIG_FILE} (JSON) and {LEGACY_HEAD_FILE} (safetensors)") from None
+    expected = {"head.weight", "head.bias", "scaler_mean", "scaler_std"}
+    if set(state) != expected:
+        raise EncoderLoadError(f"{head_path}: tensors {sorted(state)}; expected {sorted(expected)}")
+    encoder, tokenizer = load_encoder(str(path))
+    config = VADConfig(encoder=encoder.config, pooling=cfg["pooling"], dropout=cfg["dropout"],
+                       max_seq_length=cfg["max_length"], target_names=cfg["target_names"])
+    model = VADRegressor(config, encoder=encoder, tokenizer=tokenizer)
+    with torch.no_grad():
+        model.head.weight.copy_(state["head.weight"])
+        model.head.bias.copy_(state["head.bias"])
+        model.scaler_mean.copy_(state["scaler_mean"])
+        model.scaler_std.copy_(state["scaler_std"])
+    logger.info("%s: legacy V/A/D folder loaded (convert it with `erc convert-vad %s NEW`)", path, path)
+    return model
+
+
+def convert_legacy_folder(old: str | Path, new: str | Path) -> Path:
+    """Rewrite a legacy V/A/D folder as a standard one (``erc convert-vad OLD NEW``); returns ``new``.
+
+    Files other than the model's own (a model card, notes) are copied along.
+    """
+    old, new = Path(old), Path(new)
+    if not is_legacy_vad_dir(old):
+        raise EncoderLoadError(f"{old}: no {LEGACY_CONFIG_FILE}; expected a V/A/D folder written before "
+                               "the transformers format (a current folder needs no conversion)")
+    if new.exists() and (not new.is_dir() or any(new.iterdir())):
+        raise EncoderLoadError(f"{new}: exists and is not an empty folder; give a new folder for the converted "
+                               "model (the old one is left as it is)")
+    model = _load_legacy(old)
+    model.save_pretrained(new)
+    own = {LEGACY_CONFIG_FILE, LEGACY_HEAD_FILE, "config.json", "model.safetensors"}
+    for f in old.iterdir():
+        if f.is_file() and f.name not in own and not (new / f.name).exists():
+            shutil.copy2(f, new / f.name)
+    return new
+
+
+AutoConfig.register(MODEL_TYPE, VADConfig, exist_ok=True)
+AutoModel.register(VADConfig, VADRegressor, exist_ok=True)
+AutoModelForSequenceClassification.register(VADConfig, VADRegressor, exist_ok=True)

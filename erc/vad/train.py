@@ -36,6 +36,7 @@ from erc.core.io import write_csv, write_json
 from erc.core.metrics import regression_metrics
 from erc.core.runs import select_best
 from erc.data.registry import VAD_NAMES
+from erc.vad.card import finetune_card_info, write_model_card
 from erc.vad.data import build_splits
 from erc.vad.model import VADRegressor
 from erc.vad.plots import write_plots
@@ -395,6 +396,7 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
     }
     if accelerator.is_main_process:
         write_json(files["metrics"], result)
+        write_model_card(files["model"], finetune_card_info(cfg, result))   # best_model/README.md
         test_ids = splits.datasets["test"]["utterance_id"]
         rows = [{"utterance_id": test_ids[int(i)],
                  **{f"true_{d}": float(t[j]) for j, d in enumerate(VAD_NAMES)},

@@ -78,7 +78,7 @@ def full_run(tmp_path_factory, tiny_encoder_dir):
 def test_end_to_end_files(full_run):
     out = full_run
     for name in ("config.yaml", "train_log.csv", "metrics.json", "test_predictions.csv",
-                 "best_model/vad_config.json", "best_model/vad_head.safetensors", "best_model/config.json",
+                 "best_model/config.json", "best_model/model.safetensors", "best_model/README.md",
                  "checkpoints/epoch_1/model.safetensors", "checkpoints/epoch_2/optimizer.bin"):
         assert (out / name).is_file(), name
     with open(out / "train_log.csv") as fh:

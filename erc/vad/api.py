@@ -1,0 +1,71 @@
+"""Python API of the V/A/D stage, beside the CLI: :class:`VADPredictor`.
+
+    from erc.vad import VADPredictor
+    predict = VADPredictor.from_pretrained("runs/quickstart/finetune/best_model")
+    predict(["I can't believe it!", "Fine."])
+    # [{'text': "I can't believe it!", 'valence': 2.1, 'arousal': 3.9, 'dominance': 2.7}, ...]
+    predict(texts, as_frame=True)     # a pandas DataFrame with the same columns
+
+Values are on the training data's scale (1-5 for IEMOCAP / EmoBank), as ``erc predict`` writes them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from erc.vad.model import VADRegressor
+
+
+class VADPredictor:
+    """V/A/D of texts with a fine-tuned :class:`VADRegressor` (a folder written by ``erc finetune``)."""
+
+    def __init__(self, model: VADRegressor, batch_size: int = 32):
+        if model.tokenizer is None:
+            raise ValueError("VADPredictor: the model has no tokenizer (load it with VADRegressor.from_pretrained)")
+        self.model = model.eval()
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, device: str | torch.device | None = None,
+                        batch_size: int = 32) -> "VADPredictor":
+        """Load ``model_dir`` (this format or the legacy one) onto ``device`` (default: CPU)."""
+        return cls(VADRegressor.from_pretrained(model_dir, device=device), batch_size=batch_size)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return self.model.target_names
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, 3)`` float32 array of V/A/D in input order."""
+        return self.model.predict(_as_list(texts), batch_size=self.batch_size)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, hidden)`` pooled embeddings of the fine-tuned encoder (the text features of the graph stage)."""
+        return self.model.embed(_as_list(texts), batch_size=self.batch_size)
+
+    def __call__(self, texts: str | Sequence[str], as_frame: bool = False) -> dict | list[dict] | pd.DataFrame:
+        """One dict per text (``text`` + one float per dimension); a single string gives one dict.
+
+        ``as_frame=True`` returns a ``pandas.DataFrame`` with the same columns instead.
+        """
+        single = isinstance(texts, str)
+        items = _as_list(texts)
+        values = self.predict(items)
+        rows = [{"text": t, **{d: float(v) for d, v in zip(self.target_names, row)}} for t, row in zip(items, values)]
+        if as_frame:
+            return pd.DataFrame(rows, columns=["text", *self.target_names])
+        return rows[0] if single else rows
+
+
+def _as_list(texts: str | Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    items = list(texts)
+    bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"texts: item {bad[0]} is {type(items[bad[0]]).__name__}; expected str")
+    return items
