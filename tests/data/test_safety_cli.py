@@ -170,7 +170,7 @@ def test_truncated_model_file_is_named(tmp_path, capsys, vad_model_dir):
     import shutil
 
     model = shutil.copytree(vad_model_dir, tmp_path / "m")
-    head = model / "vad_head.safetensors"
+    head = model / "model.safetensors"
     head.write_bytes(head.read_bytes()[:-7])
     (tmp_path / "in.csv").write_text("text\nhello\n")
     rc, lines = run_main(["predict", "--model-dir", model, "--input", tmp_path / "in.csv", "--output",

@@ -140,7 +140,7 @@ def test_vad_best_model_folder_is_not_private(tmp_path, tiny_encoder_dir):
     best = tmp_path / "best_model"
     assert _mode(best) == 0o755          # was 0700 (tempfile.mkdtemp)
     modes = {p.name: _mode(p) for p in best.iterdir()}
-    assert modes["vad_head.safetensors"] == 0o644 and modes["model.safetensors"] == 0o644   # were 0600
+    assert modes["model.safetensors"] == 0o644 and modes["config.json"] == 0o644   # were 0600
     assert set(modes.values()) == {0o644}
 
 

@@ -12,10 +12,11 @@ from erc.data.registry import get_spec
 from erc.graph.api import GraphPredictor
 from erc.graph.config import GraphTrainConfig, PredictGraphConfig
 from erc.graph.predict import run_predict_graph
+from erc.core.config import config_from_flat
 from erc.graph.train import run_train_graph
 
 TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, win_p=2, win_f=2, shift_win=3,
-            batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False, valid_ratio=0.2,
+            batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False, valid_fraction=0.2,
             epochs=1, seeds=1)
 
 
@@ -47,7 +48,7 @@ def _compare(pred: pd.DataFrame, ref: pd.DataFrame) -> None:
 
 def test_predictor_equals_predict_graph_on_raw_dialogues_and_card(tmp_path):
     mods = ["text", "audio", "visual", "timing"]
-    run_train_graph(GraphTrainConfig(**TINY, modalities=mods, layers=[1] * 6, output_dir=str(tmp_path / "g")))
+    run_train_graph(config_from_flat(GraphTrainConfig, TINY, modalities=mods, layers=[1] * 6, output_dir=str(tmp_path / "g")))
     best = tmp_path / "g" / "seed_0" / "best_model"
     predictor = GraphPredictor.from_pretrained(best)
     dialogues = _raw_test_dialogues()
@@ -79,8 +80,9 @@ def test_predictor_embeds_text_like_the_run(tmp_path, tiny_encoder_dir):
     folder = VADRegressor.from_encoder_name(str(tiny_encoder_dir), pooling="cls").save_pretrained(tmp_path / "vad")
     emb = run_embed(EmbedConfig(dataset="synthetic", synthetic_dialogues=24, model=str(folder), pooling="mean",
                                 output=str(tmp_path / "e.npz"), batch_size=8))
-    run_train_graph(GraphTrainConfig(**TINY, modalities=["text"], layers=[1], text_source="embeddings",
-                                     text_embeddings=str(emb), output_dir=str(tmp_path / "g")))
+    run_train_graph(config_from_flat(GraphTrainConfig, TINY, modalities=["text"], layers=[1],
+                                     text_source="embeddings", text_embeddings=str(emb),
+                                     output_dir=str(tmp_path / "g")))
     best = tmp_path / "g" / "seed_0" / "best_model"
     pred = GraphPredictor.from_pretrained(best).predict(_raw_test_dialogues(with_features=False), as_frame=True)
     _compare(pred, _reference(best, tmp_path))

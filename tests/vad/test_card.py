@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from erc.vad.card import finetune_card_info, render_model_card, write_model_card
+from erc.core.config import config_from_flat
 from erc.vad.config import FinetuneConfig
 from erc.vad.model import VADRegressor
 
@@ -25,8 +26,8 @@ def _front_matter(text: str) -> dict:
 
 
 def test_card_of_an_iemocap_run(tmp_path, synthetic_release):
-    cfg = FinetuneConfig(data=str(synthetic_release), model="roberta-base", epochs=3, train_sessions=[1, 2],
-                         val_sessions=[3], test_sessions=[4])
+    cfg = config_from_flat(FinetuneConfig, path=str(synthetic_release), model="roberta-base", epochs=3,
+                           train_sessions=[1, 2], valid_sessions=[3], test_sessions=[4])
     info = finetune_card_info(cfg, RESULT)
     assert info["data_format"] == "iemocap" and info["encoder"] == "roberta-base"
     assert info["split"] == "by session: train [1, 2], validation [3], test [4]"
