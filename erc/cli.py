@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-STAGE_CLIS = ("erc.vad.cli", "erc.data.cli", "erc.graph.cli", "erc.compare.cli", "erc.pipeline")
+STAGE_CLIS = ("erc.vad.cli", "erc.data.cli", "erc.graph.cli", "erc.hrg.cli", "erc.compare.cli", "erc.pipeline")
 
 
 def build_parser() -> argparse.ArgumentParser:

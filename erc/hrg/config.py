@@ -79,6 +79,8 @@ class HRGTrainConfig(DataConfig, HRGModelFields):
     cache_frozen_encoder: bool = field(default=True, metadata={
         "help": "phase 1: encode each utterance and label string once and reuse it (the frozen encoder "
                 "runs in eval mode, so its outputs do not change)"})
+    stop_after_epochs: int = field(default=0, metadata={
+        "help": "stop after this many epochs in this invocation (0 = run to the end); a later run resumes"})
     seed: int = field(default=0, metadata={"help": "first seed; seeds are seed, seed+1, ..."})
     seeds: int = field(default=1, metadata={"help": "number of seeds (mean and std reported)"})
     selection_metric: str = field(default="weighted_f1", metadata={
@@ -112,7 +114,7 @@ class HRGTrainConfig(DataConfig, HRGModelFields):
                      "max_length", "batch_size", "eval_batch_size", "seeds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("fusion_layers", "epochs_frozen", "epochs_full"):
+        for name in ("fusion_layers", "epochs_frozen", "epochs_full", "stop_after_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.epochs < 1:
