@@ -63,3 +63,14 @@ def tiny_bert_dir(tmp_path_factory, synthetic_corpus) -> Path:
     BertModel(cfg).save_pretrained(out)
     fast.save_pretrained(out)
     return out
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the tiny models gain nothing from more, and on a shared CPU spare threads spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

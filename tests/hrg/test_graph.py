@@ -91,7 +91,7 @@ def test_scorer_is_a_softmax_over_later_nodes():
     grid = window_grid(torch.arange(4), window=3)
     scorer = ImplicitEdgeScorer(6, 5)
     x = torch.randn(4, 4, 6)
-    alpha = scorer(x, pair_mask(grid))
+    alpha = scorer(x, pair_mask(grid)).detach()
     n, a = 3, 1                                                      # window of turn 3, source slot 1
     with torch.no_grad():
         ref = [float(scorer.v(torch.tanh(scorer.source(x[n, a]) + scorer.receiver(x[n, b])))) for b in (2, 3)]
