@@ -62,6 +62,7 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "hrg_model.json"
 BACKBONE_DIR = "backbone"
 SCORE_CHUNK = 256          # decoder rows per scoring call (bounds the (rows, T, vocab) logits)
+PACK_ROWS = 64             # encoder rows per length-sorted chunk
 
 
 @dataclass
@@ -138,7 +139,7 @@ class HRGModel(nn.Module):
             raise ConfigError(f"head generate needs an encoder-decoder backbone, got kind {backbone.kind!r}")
         if "text" not in cfg.modalities:
             raise ConfigError(f"modalities {cfg.modalities}: 'text' is required")
-        if cfg.fusion_layers > 0 and backbone.hidden % cfg.fusion_heads:
+        if (cfg.fusion_layers > 0 or cfg.head == "classify") and backbone.hidden % cfg.fusion_heads:
             raise ConfigError(f"fusion_heads {cfg.fusion_heads} does not divide the backbone's hidden size "
                               f"{backbone.hidden}")
         self.cfg = cfg
@@ -222,19 +223,39 @@ class HRGModel(nn.Module):
                 return encode(self.backbone, self.info.kind, input_ids, attention_mask)
         return encode(self.backbone, self.info.kind, input_ids, attention_mask)
 
+    def _encode_packed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encode rows in length-sorted chunks of ``PACK_ROWS``, each padded to its own longest row.
+
+        A batch is padded to its longest turn; most turns are far shorter, so this cuts the
+        encoder's work to about the real tokens. Rows come back in their order, ``(N, L, d)``.
+        """
+        lengths = mask.sum(1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        parts, rows = [], []
+        for lo in range(0, len(order), PACK_ROWS):
+            idx = order[lo:lo + PACK_ROWS]
+            width = max(int(lengths[idx].max()), 1)
+            parts.append(self._encode(ids[idx, :width], mask[idx, :width]))
+            rows.append(idx)
+        out = parts[0].new_zeros(ids.shape[0], ids.shape[1], parts[0].shape[-1])
+        for idx, x in zip(rows, parts):
+            out[idx, :x.shape[1]] = x
+        return out
+
     def encode_turns(self, batch: HRGBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states ``(N, L, d)`` and mask ``(N, L)`` of every turn, each encoded once."""
         ids, mask = batch.input_ids, batch.attention_mask
         if not self.cache_enabled:
-            return self._encode(ids, mask), mask.bool()
+            return self._encode_packed(ids, mask), mask.bool()
         db = batch.dialogues
         ptr = db.ptr.tolist()
         out = None
         for b, did in enumerate(db.dialogue_ids):
             lo, hi = ptr[b], ptr[b + 1]
-            if did not in self._turn_cache:     # a dialogue's turns together, padded to their own length
+            if did not in self._turn_cache:     # a dialogue's turns together (packed within the dialogue only,
+                                                # so the cached value never depends on the batch)
                 width = int(mask[lo:hi].sum(1).max())
-                self._turn_cache[did] = self._encode(ids[lo:hi, :width], mask[lo:hi, :width]).detach()
+                self._turn_cache[did] = self._encode_packed(ids[lo:hi, :width], mask[lo:hi, :width]).detach()
             x = self._turn_cache[did]
             if out is None:
                 out = x.new_zeros(ids.shape[0], ids.shape[1], x.shape[-1])
