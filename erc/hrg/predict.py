@@ -4,7 +4,8 @@ Dialogues are read by the data layer with the training run's data settings (save
 ``best_model/config.yaml``), optionally pointed at another file of the same dataset;
 non-text features are normalised with the statistics of the TRAINING dialogues (saved
 with the model). History labels are the model's own predictions of the earlier turns
-(default); ``--history-labels gold`` leaks gold labels, and every row written says so.
+(default); ``--history-labels gold`` leaks gold labels, and every row written says so. Metrics of the
+labelled utterances of each split go to ``<output>.metrics.json``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from erc.core.config import ConfigError, config_from_dict, load_yaml
-from erc.core.io import write_csv
+from erc.core.io import write_csv, write_json
 from erc.core.logs import setup_logging
 from erc.data.dialogues import apply_normalization, load_splits
 from erc.hrg.config import LEAK_NOTE, HRGTrainConfig, PredictHRGConfig
@@ -69,13 +70,22 @@ def run_predict_hrg(cfg: PredictHRGConfig) -> Path:
     train_cfg = load_yaml(Path(cfg.model_dir) / "config.yaml")
     if cfg.history_labels == "gold":
         logger.warning(LEAK_NOTE)
-    rows = []
+    rows, metrics = [], {}
     for split, dlgs in load_prediction_dialogues(cfg, meta, train_cfg):
         res = predict_dialogues(model, dlgs, cfg.history_labels, cfg.batch_size)
         uids = {d.dialogue_id: list(d.utterance_ids or []) for d in dlgs}
         rows += [{"split": split, **r} for r in prediction_rows(res, model.cfg.label_names,
                                                                 model.cfg.sentiment_names, cfg.history_labels, uids)]
+        if (res.labels >= 0).any():
+            m = res.metrics(model.cfg.label_names, model.cfg.sentiment_names)
+            metrics[split] = m
+            print(f"{split}: {int((res.labels >= 0).sum())} labelled utterances, accuracy {m['accuracy']:.4f}, "
+                  f"weighted F1 {m['weighted_f1']:.4f}, ECE {m['ece']:.4f}")
     write_csv(cfg.output, rows)
+    write_json(str(cfg.output) + ".metrics.json", {
+        "model_dir": cfg.model_dir, "history_labels": cfg.history_labels,
+        "label_leak": cfg.history_labels == "gold",
+        **({"warning": LEAK_NOTE} if cfg.history_labels == "gold" else {}), "metrics": metrics})
     print(f"wrote {cfg.output}: {len(rows)} utterances, history labels {cfg.history_labels}"
           + (f" [{LEAK_NOTE}]" if cfg.history_labels == "gold" else ""))
     return Path(cfg.output)

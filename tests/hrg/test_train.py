@@ -112,6 +112,12 @@ def test_gold_history_ablation_says_it_leaks_everywhere(tmp_path, tiny_bert_dir)
     out = tmp_path / "gold.csv"
     run_predict_hrg(PredictHRGConfig(model_dir=str(best), output=str(out), history_labels="gold"))
     assert pd.read_csv(out).history_labels.str.contains("LEAKS").all()
+    metrics = read_json(str(out) + ".metrics.json")
+    assert metrics["label_leak"] is True and metrics["warning"] == LEAK_NOTE
+    gold_rows = pd.read_csv(out)
+    from sklearn.metrics import f1_score
+    assert metrics["metrics"]["test"]["weighted_f1"] == pytest.approx(f1_score(
+        gold_rows.label, gold_rows.pred, average="weighted", labels=range(6), zero_division=0))
 
 
 def _free_port() -> int:
