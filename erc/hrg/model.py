@@ -396,7 +396,8 @@ class HRGModel(nn.Module):
         out = []
         for lo in range(0, ids.shape[0], SCORE_CHUNK):
             sl = slice(lo, lo + SCORE_CHUNK)
-            logp = torch.log_softmax(decoder_logits(self.backbone, mem[sl], mem_mask[sl], ids[sl], mask[sl]).float(), -1)
+            logits = decoder_logits(self.backbone, mem[sl], mem_mask[sl], ids[sl], mask[sl])
+            logp = torch.log_softmax(logits.float(), -1)
             tok = logp.gather(-1, lab[sl].clamp(min=0).unsqueeze(-1)).squeeze(-1)
             out.append((tok * (lab[sl] >= 0)).sum(-1))
         return torch.cat(out)
