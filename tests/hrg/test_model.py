@@ -154,3 +154,27 @@ def test_classify_head_on_an_encoder_and_save_load(tiny_bert_dir, tmp_path):
     assert torch.equal(again.predict(batch).emotion_scores, out.emotion_scores)
     probs = torch.softmax(out.emotion_scores, -1).sum(-1)
     assert torch.allclose(probs, torch.ones_like(probs)) and math.isfinite(float(out.emotion_scores.sum()))
+
+
+@pytest.mark.parametrize("dataset,head,backbone", [("iemocap6", "generate", "t5"), ("meld", "classify", "bert")])
+def test_graphsmile_layout_pickles_with_audio_and_visual(tmp_path, synthetic_corpus, tiny_t5_dir, tiny_bert_dir,
+                                                         dataset, head, backbone):
+    """GraphSmile-layout pickles (synthetic values in the exact layout): transcripts + audio + visual."""
+    from erc.data.synthetic_pickles import write_layout_pickle
+
+    kwargs = {"corpus": synthetic_corpus} if dataset == "iemocap6" else {"n_dialogues": 10}
+    path = write_layout_pickle(tmp_path / f"{dataset}.pkl", dataset, **kwargs)
+    cfg = HRGTrainConfig(dataset=dataset, path=str(path), modalities=["text", "audio", "visual"],
+                         backbone=str(tiny_t5_dir if backbone == "t5" else tiny_bert_dir), head=head, **SMALL)
+    splits = load_splits(cfg.data_config())
+    assert splits.dims["audio"] == {"iemocap6": 1582, "meld": 300}[dataset]
+    model = build_model(cfg.model_fields(), cfg.modalities, splits.dims, splits.label_names,
+                        splits.sentiment_names, cfg.align_weight, cfg.temperature)
+    batch = next(iter(make_hrg_loader(HRGDataset(splits.train, model.info.tokenizer, cfg.max_length),
+                                      model.info.pad_id, 2)))
+    out = model(batch)
+    assert math.isfinite(out.parts["loss"]) and out.parts["loss_semantic"] > 0   # 3 modality pairs aligned
+    model.eval()
+    pred = model.predict(batch)
+    assert ((pred.emotion_pred >= 0) & (pred.emotion_pred < splits.num_classes)).all()
+    assert ((pred.sentiment_pred >= 0) & (pred.sentiment_pred < splits.num_sentiments)).all()
