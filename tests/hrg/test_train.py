@@ -20,7 +20,8 @@ TINY = dict(dataset="synthetic", synthetic_dialogues=12, modalities=["text", "au
             gat_heads=2, gat_head_dim=8, fusion_layers=1, scorer_dim=8, max_length=48, batch_size=3,
             eval_batch_size=2, epochs_frozen=1, epochs_full=2, lr_frozen=3.0e-3, lr_full=1.0e-3, num_threads=1,
             progress=False, valid_ratio=0.25)
-TIMING = ["train_seconds", "train_utts_per_s", "valid_seconds", "peak_rss_mb"]
+TIMING = ["train_seconds", "train_utts_per_s", "train_cpu_seconds", "train_utts_per_cpu_s", "valid_seconds",
+          "peak_rss_mb"]
 
 
 def _flags(d: dict) -> list[str]:
