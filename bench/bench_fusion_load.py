@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from erc.data.config import DataConfig  # noqa: E402
+from erc.data.config import DialogueDataConfig  # noqa: E402
 from erc.data.dialogues import load_splits, make_loader  # noqa: E402
 from erc.data.synthetic_pickles import write_layout_pickle  # noqa: E402
 
@@ -44,8 +44,8 @@ def main() -> None:
         print(f"wrote synthetic IEMOCAP-6 pickle: {path.stat().st_size / 2**20:.1f} MiB "
               f"in {time.perf_counter() - t0:.1f} s")
         for mode in args.text_modes:
-            cfg = DataConfig(dataset="iemocap6", path=str(path), modalities=["text", "audio", "visual"],
-                             text_mode=mode)
+            cfg = DialogueDataConfig(dataset="iemocap6", path=str(path), modalities=["text", "audio", "visual"],
+                                     text_mode=mode)
             times, peaks = [], []
             for _ in range(args.repeats):
                 gc.collect()
@@ -64,8 +64,8 @@ def main() -> None:
                   f"{summary['test']['dialogues']}): load {min(times):.2f} s best, "
                   f"{sum(times) / len(times):.2f} s mean of {len(times)}; "
                   f"peak traced memory {max(peaks):.0f} MiB")
-        splits = load_splits(DataConfig(dataset="iemocap6", path=str(path),
-                                        modalities=["text", "audio", "visual"], text_mode="mean"))
+        splits = load_splits(DialogueDataConfig(dataset="iemocap6", path=str(path),
+                                                modalities=["text", "audio", "visual"], text_mode="mean"))
         t = time.perf_counter()
         n = sum(b.num_nodes for b in make_loader(splits.train, batch_size=16, shuffle=True, seed=0))
         print(f"one epoch of training batches (batch 16 dialogues, {n} utterances): "

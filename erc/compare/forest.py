@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from erc.core.metrics import classification_metrics
+from erc.core.runs import summarize_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +80,9 @@ def forest_emotion_metrics(x_train: np.ndarray, y_train: np.ndarray, x_test: np.
 
 
 def summarise_seeds(results: Sequence[dict]) -> dict:
-    """Mean and sample std (ddof=1) over seeds of the scalar metrics; per-class F1 averaged."""
-    keys = ("accuracy", "weighted_f1", "macro_f1")
-    out = {}
-    for k in keys:
-        vals = np.array([r[k] for r in results], dtype=np.float64)
-        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-                  "values": vals.tolist()}
+    """Mean and sample std (ddof=1) over forest seeds of the scalar metrics (:func:`erc.core.runs.summarize_seeds`);
+    per-class F1 averaged."""
+    out = summarize_seeds(results, ("accuracy", "weighted_f1", "macro_f1"))
     names = list(results[0]["per_class_f1"]) if results else []
     out["per_class_f1"] = {n: float(np.mean([r["per_class_f1"][n] for r in results])) for n in names}
     return out

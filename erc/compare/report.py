@@ -10,15 +10,19 @@ import base64
 import datetime as _dt
 import html
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from erc.compare.data import resolve_class_set
+from erc.compare.stage import compare_outputs
 from erc.core.io import atomic_write_text, write_json
-from erc.core.plotting import pyplot, save_png
 from erc.core.metrics import VAD_NAMES
+from erc.core.plotting import pyplot, save_png
+from erc.core.runs import mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -231,15 +235,16 @@ def finetuned_seed_summary(results: dict, settings) -> dict | None:
     names = [s.name for s in settings if s.kind == "fine-tuned"]
     if len(names) < 2:
         return None
+    def ms(values) -> dict:
+        mean, std = mean_std(values)
+        return {"mean": mean, "std": std}
+
     out: dict = {"models": names, "vad_test": {}, "emotion": {}}
     for k in [f"{d}_{m}" for d in VAD_NAMES for m in ("pearson", "ccc")] + ["rmse"]:
-        v = np.array([results["vad"][n]["test"][k] for n in names], dtype=np.float64)
-        out["vad_test"][k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1))}
+        out["vad_test"][k] = ms([results["vad"][n]["test"][k] for n in names])
     for cs, entry in results["emotion"].items():
-        out["emotion"][cs] = {}
-        for k in ("accuracy", "weighted_f1", "macro_f1"):
-            v = np.array([entry["settings"][n]["summary"][k]["mean"] for n in names])
-            out["emotion"][cs][k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1))}
+        out["emotion"][cs] = {k: ms([entry["settings"][n]["summary"][k]["mean"] for n in names])
+                              for k in ("accuracy", "weighted_f1", "macro_f1")}
     return out
 
 
@@ -276,19 +281,17 @@ td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px soli
 dt{font-weight:600}"""
 
 
-def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: Path,
-                 command: str | None, started: float) -> dict:
-    from erc.compare.data import resolve_class_set
+Figure = tuple  # (title, caption, path)
 
-    out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
+
+def report_figures(cfg, data, settings, results: dict, sub: np.ndarray, fig_dir: Path) -> list[Figure]:
+    """Every figure of the report as ``(title, caption, png path)``; figures without data are left out."""
     first_cs = resolve_class_set(cfg.class_sets[0], data.train["emotion"].tolist())
     names_sub = _emotion_names(data.test["emotion"].iloc[sub].tolist(), first_cs)
     names_all = _emotion_names(data.test["emotion"].tolist(), first_cs)
     colours = emotion_colours(first_cs.labels)
     scale = (cfg.scale_min - 0.1, cfg.scale_max + 0.1)
-
-    figures: list[tuple[str, str, Path | None]] = [
+    figures = [
         ("Training of the fine-tuned runs", "Loss (train / validation) and validation Pearson r / CCC "
          "per epoch, from each run's train_log.csv.", fig_training_curves(settings, fig_dir / "training_curves.png")),
         ("Confusion matrices (test split)", "Row-normalised, counts summed over the forest seeds; "
@@ -305,15 +308,14 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
         ("Valence/arousal: gold vs predicted (test split)", f"Coloured by emotion ({first_cs.name}).",
          fig_va_scatter(settings, names_all, colours, fig_dir / "va_scatter.png", scale)),
     ]
-    figures = [(t, c, p) for t, c, p in figures if p is not None]
+    return [(t, c, p) for t, c, p in figures if p is not None]
 
-    import time
 
-    elapsed_s = time.time() - started
+def report_facts(cfg, data, settings, command: str | None, now: str, elapsed_s: float) -> tuple[list, dict]:
+    """The run's facts (data, split, encoders, seeds, command, time) and its seeds."""
     encoders = {s.name: s.source for s in settings if s.kind != "gold"}
     seeds = {"seed (data split, subsample, t-SNE)": cfg.seed, "forest seeds": list(cfg.forest_seeds),
              "fine-tune seeds": list(cfg.finetune_seeds) if cfg.train_finetuned else "given folders"}
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     facts = [
         ("Data", data.description),
         ("Split", data.split_description + "; the forest's hyperparameters are chosen by "
@@ -329,14 +331,17 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
         facts.append(("Anchor map", f"value = {cfg.scale_min} + ({cfg.scale_max} - {cfg.scale_min}) * "
                       f"sigmoid((cos(u, high) - cos(u, low)) / {cfg.anchor_temperature}); phrases from "
                       f"{cfg.anchors}"))
+    return facts, seeds
 
-    sections: list[tuple[str, str | None, tuple | None]] = [
+
+def report_sections(results: dict, settings, seed_summary: dict | None) -> list[tuple[str, str | None, tuple]]:
+    """The report's tables as ``(title, note, (head, rows))``."""
+    sections: list[tuple[str, str | None, tuple]] = [
         ("V/A/D prediction, test split", None, vad_table(results, settings, "test")),
         ("V/A/D prediction, training split", "Fine-tuned models were trained (and their epoch chosen) "
          "on these utterances, so their training-split numbers are optimistic; the forest is fitted here.",
          vad_table(results, settings, "train")),
     ]
-    seed_summary = finetuned_seed_summary(results, settings)
     if seed_summary is not None:
         sections.append(("Fine-tuned models: mean ± std over fine-tune seeds",
                          "Each fine-tuned model's forest number is itself the mean over the forest seeds.",
@@ -346,8 +351,10 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
         sections.append((f"Emotion from V/A/D (Random Forest), {cs_name}",
                          f"{entry['description']}. {entry['n_train']} train / {entry['n_test']} test "
                          f"utterances (test: {counts}).", emotion_table(entry)))
+    return sections
 
-    # ---- markdown --------------------------------------------------------------------------
+
+def render_markdown(facts: list, sections: list, figures: list[Figure]) -> str:
     md = ["# Zero-shot vs fine-tuned V/A/D: comparison report", ""]
     md += [f"- **{k}:** `{v}`" if k == "Command" else f"- **{k}:** {v}" for k, v in facts]
     md += ["", f"> {NO_LABELS_NOTE}", ""]
@@ -356,9 +363,11 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
     md += ["## Figures", ""]
     for title, caption, p in figures:
         md += [f"### {title}", "", caption, "", f"![{title}](figures/{p.name})", ""]
-    atomic_write_text(out_dir / "report.md", "\n".join(md))
+    return "\n".join(md)
 
-    # ---- html (self-contained) ---------------------------------------------------------------
+
+def render_html(facts: list, sections: list, figures: list[Figure]) -> str:
+    """Self-contained HTML: the figures are embedded as base64 data URIs."""
     h = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
          "<title>Zero-shot vs fine-tuned V/A/D</title>", f"<style>{CSS}</style></head><body>",
          "<h1>Zero-shot vs fine-tuned V/A/D: comparison report</h1><dl>"]
@@ -375,9 +384,22 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
         h.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(caption)}</p>"
                  f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>")
     h.append("</body></html>")
-    atomic_write_text(out_dir / "report.html", "\n".join(h))
+    return "\n".join(h)
 
-    # ---- json (every number) -----------------------------------------------------------------
+
+def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: Path,
+                 command: str | None, started: float) -> dict:
+    """Write ``report.md``, ``report.html`` and ``report.json`` (+ ``figures/``); return report.json's content."""
+    out_dir = Path(out_dir)
+    files = compare_outputs(out_dir)
+    figures = report_figures(cfg, data, settings, results, sub, out_dir / "figures")
+    elapsed_s = time.time() - started
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    facts, seeds = report_facts(cfg, data, settings, command, now, elapsed_s)
+    seed_summary = finetuned_seed_summary(results, settings)
+    sections = report_sections(results, settings, seed_summary)
+    atomic_write_text(files["report_md"], render_markdown(facts, sections, figures))
+    atomic_write_text(files["report_html"], render_html(facts, sections, figures))
     report = {
         "title": "Zero-shot vs fine-tuned V/A/D comparison",
         "command": command,
@@ -395,5 +417,5 @@ def write_report(cfg, data, settings, results: dict, sub: np.ndarray, out_dir: P
         "finetuned_seed_summary": seed_summary,
         "figures": {p.stem: f"figures/{p.name}" for _, _, p in figures},
     }
-    write_json(out_dir / "report.json", report)
+    write_json(files["report_json"], report)
     return report

@@ -1,6 +1,7 @@
 """``cli.py compare``: zero-shot vs fine-tuned V/A/D, Random Forest emotion from V/A/D, report.
 
-Order of a run: resolve config -> logging, seed -> data -> (fine-tune through the
+Order of a run: resolve config -> start-up (:func:`erc.core.harness.start_local`: logging,
+threads, seed, writable folder, config) -> data -> (fine-tune through the
 VAD stage, when asked) -> one *setting* per predictor (zero-shot methods,
 fine-tuned folders; gold V/A/D as the ceiling) -> V/A/D metrics on train and test
 -> forests per class set and forest seed -> report (md, html, json, figures).
@@ -12,6 +13,7 @@ with what produced them; a re-run (or an interrupted one) reuses them unless
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shlex
@@ -22,9 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
-from erc.core.config import ConfigError, save_config
-from erc.core.io import read_json, write_csv, write_json
+import yaml
+
+from erc.compare.data import encode_labels, load_compare_data, resolve_class_set
+from erc.compare.forest import ForestGrid, forest_emotion_metrics, summarise_seeds
+from erc.compare.report import write_report
+from erc.compare.stage import compare_outputs
+from erc.compare.zeroshot import AnchorProjector, NLIZeroShot, load_anchors
+from erc.core.config import ConfigError, flag_paths, resolve_config
+from erc.core.harness import start_local
+from erc.core.io import atomic_write_bytes, read_json, write_csv, write_json
 from erc.core.metrics import VAD_NAMES, regression_metrics
+from erc.core.runs import read_identity
+from erc.encoders.hf import encode_texts, load_encoder
+from erc.vad.config import FinetuneConfig
+from erc.vad.model import VADRegressor, is_vad_model_dir
+from erc.vad.stage import FINETUNE, finetune_outputs
+from erc.vad.train import run_finetune
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +83,6 @@ class PredictionCache:
             return {k: z[k] for k in z.files}
 
     def save(self, name: str, meta: dict, arrays: dict) -> None:
-        import io
-
-        from erc.core.io import atomic_write_bytes
-
         buf = io.BytesIO()
         np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
         atomic_write_bytes(self.root / f"{name}.npz", buf.getvalue())
@@ -85,38 +97,36 @@ def _tsne_subsample(n: int, max_points: int, seed: int) -> np.ndarray:
 
 def _finetuned_model_dir(path: str) -> tuple[Path, Path | None]:
     """Accept a run dir (with best_model/) or the model folder itself; return (model, run dir)."""
-    from erc.vad.model import is_vad_model_dir
-
     p = Path(path)
     if is_vad_model_dir(p):
-        run_dir = p.parent if (p.parent / "train_log.csv").is_file() else None
+        run_dir = p.parent if finetune_outputs(p.parent)["log"].is_file() else None
         return p, run_dir
-    if is_vad_model_dir(p / "best_model"):
-        return p / "best_model", p
+    if is_vad_model_dir(finetune_outputs(p)["model"]):
+        return finetune_outputs(p)["model"], p
     raise ConfigError(f"field 'finetuned': {path} is neither a VADRegressor folder nor a run "
                       "directory with best_model/ (written by `cli.py finetune`)")
 
 
 def train_finetuned_models(cfg, out_dir: Path) -> list[str]:
-    """Fine-tune one model per seed through the VAD stage; return their run directories."""
-    from erc.core.config import resolve_config
-    from erc.vad.config import FinetuneConfig
-    from erc.vad.train import run_finetune as finetune
+    """Fine-tune one model per seed through the VAD stage; return their run directories.
 
+    A complete run of the same identity (config and inputs) is reused; an interrupted one
+    resumes; a folder holding a run of another config is refused by the harness (clear it
+    with ``--overwrite``).
+    """
     runs = []
     for seed in cfg.finetune_seeds:
-        run_dir = out_dir / "finetune" / f"seed{seed}"
-        if (run_dir / "best_model").is_dir() and (run_dir / "metrics.json").is_file():
-            logger.info("fine-tuned model for seed %d exists at %s: reusing it", seed, run_dir)
+        run_dir = out_dir / "finetune" / f"seed_{seed}"
+        ft_cfg = resolve_config(FinetuneConfig, finetune_overrides(cfg, seed, run_dir), cfg.finetune_config or None)
+        recorded = read_identity(run_dir)
+        if FINETUNE.is_complete(ft_cfg) and recorded is not None and \
+                recorded.fingerprint == FINETUNE.identity(ft_cfg).fingerprint:
+            logger.info("fine-tuned model for seed %d exists at %s (same config and inputs): reusing it",
+                        seed, run_dir)
             runs.append(str(run_dir))
             continue
-        overrides = finetune_overrides(cfg, seed, run_dir)
-        if any((run_dir / "checkpoints").glob("epoch_*")) or any((run_dir / "checkpoints").glob("step_*")):
-            overrides["resume"] = "latest"  # an interrupted fine-tune continues from its checkpoint
-            logger.info("resuming the interrupted fine-tune of seed %d from %s", seed, run_dir / "checkpoints")
-        ft_cfg = resolve_config(FinetuneConfig, overrides, cfg.finetune_config or None)
         logger.info("fine-tuning through the VAD stage (seed %d) into %s", seed, run_dir)
-        finetune(ft_cfg)
+        run_finetune(ft_cfg)
         runs.append(str(run_dir))
     return runs
 
@@ -128,35 +138,34 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
     model selection: for session data its validation split is the last training
     session, and it trains on the other training sessions.
     """
-    from dataclasses import fields
-
-    from erc.vad.config import FinetuneConfig
-
-    names = {f.name for f in fields(FinetuneConfig)}
-    o: dict = {"seed": seed, "output_dir": str(run_dir), "num_threads": cfg.threads}
+    names = set(flag_paths(FinetuneConfig))
+    # resume auto: an interrupted fine-tune continues from its newest checkpoint (same run identity only)
+    o: dict = {"seed": seed, "output_dir": str(run_dir), "num_threads": cfg.num_threads, "resume": "auto",
+               "overwrite": cfg.overwrite}
     if cfg.finetune_epochs > 0:
         o["epochs"] = cfg.finetune_epochs
     # same encoder and pooling as the zero-shot rows: the comparison isolates what fine-tuning buys
     o.update(model=cfg.model, pooling=cfg.pooling, max_length=cfg.max_length)
-    if cfg.data in ("synthetic", "iemocap"):
-        train = sorted(cfg.train_sessions)
+    d = cfg.data
+    if d.format in ("synthetic", "iemocap"):
+        train = sorted(d.train_sessions)
         if len(train) < 2:
-            raise ConfigError("field 'train_sessions': fine-tuning needs at least 2 training sessions "
+            raise ConfigError("field 'data.train_sessions': fine-tuning needs at least 2 training sessions "
                               "(the last one is held out as its validation split)")
-        o.update(data_format=cfg.data, split="session", train_sessions=train[:-1],
-                 val_sessions=[train[-1]], test_sessions=list(cfg.test_sessions))
-        if cfg.data == "iemocap":
-            o["data"] = cfg.data_path
+        o.update(format=d.format, split="session", train_sessions=train[:-1],
+                 valid_sessions=[train[-1]], test_sessions=list(d.test_sessions))
+        if d.format == "iemocap":
+            o["path"] = d.path
         else:
-            o.update(data="synthetic", synthetic_dialogues=cfg.synthetic_dialogues, synthetic_seed=cfg.seed)
+            o.update(path="synthetic", synthetic_dialogues=d.synthetic_dialogues, synthetic_seed=cfg.seed)
     else:
-        if not cfg.split_column:
-            raise ConfigError("field 'split_column': fine-tuning from a table needs a split column "
+        if not d.split_column:
+            raise ConfigError("field 'data.split_column': fine-tuning from a table needs a split column "
                               "(train/dev/test) so that the VAD stage's test split is the comparison's")
-        o.update(data=cfg.data_path, data_format="table", split="column", split_column=cfg.split_column,
-                 text_column=cfg.text_column, valence_column=cfg.valence_column,
-                 arousal_column=cfg.arousal_column, dominance_column=cfg.dominance_column,
-                 id_column=cfg.id_column, dialogue_column=cfg.dialogue_column)
+        o.update(path=d.path, format="table", split="column", split_column=d.split_column,
+                 text_column=d.text_column, valence_column=d.valence_column,
+                 arousal_column=d.arousal_column, dominance_column=d.dominance_column,
+                 id_column=d.id_column, dialogue_column=d.dialogue_column)
     unknown = sorted(set(o) - names)
     if unknown:
         raise ConfigError(f"the VAD stage's FinetuneConfig has no field(s) {unknown}; "
@@ -164,114 +173,140 @@ def finetune_overrides(cfg, seed: int, run_dir: Path) -> dict:
     return o
 
 
-def build_settings(cfg, data, out_dir: Path) -> list[Setting]:
-    import torch
+@dataclass
+class SettingInputs:
+    """What every setting predicts on: the texts, the t-SNE subsample and the cache key of the data."""
 
-    from erc.compare.zeroshot import AnchorProjector, NLIZeroShot, load_anchors
+    train_texts: list[str]
+    test_texts: list[str]
+    tsne_index: np.ndarray
+    data_key: dict
+    scale: tuple[float, float]
+    anchors: object | None
 
-    torch.set_num_threads(max(1, cfg.threads))
-    cache = PredictionCache(out_dir / "predictions", cfg.overwrite_predictions)
+    @property
+    def tsne_texts(self) -> list[str]:
+        return [self.test_texts[i] for i in self.tsne_index]
+
+
+@dataclass
+class Settings:
+    """The settings of a comparison and the test rows of the t-SNE subsample."""
+
+    settings: list[Setting]
+    tsne_index: np.ndarray
+
+
+def _setting_inputs(cfg, data) -> SettingInputs:
     train_texts = data.train["text"].astype(str).tolist()
     test_texts = data.test["text"].astype(str).tolist()
     sub = _tsne_subsample(len(test_texts), cfg.tsne_max_points, cfg.seed)
-    sub_texts = [test_texts[i] for i in sub]
     data_key = {"data": data.description, "split": data.split_description,
                 "n_train": len(train_texts), "n_test": len(test_texts), "tsne": sub.tolist()[:50]}
-    scale = (cfg.scale_min, cfg.scale_max)
-    settings: list[Setting] = []
-    anchors = load_anchors(cfg.anchors) if cfg.zero_shot else None
+    return SettingInputs(train_texts, test_texts, sub, data_key, (cfg.scale_min, cfg.scale_max),
+                         load_anchors(cfg.anchors) if cfg.zero_shot else None)
 
-    if "anchor" in cfg.zero_shot:
-        from erc.encoders.hf import encode_texts, load_encoder
 
-        meta = dict(data_key, method="anchor", model=cfg.model, pooling=cfg.pooling,
-                    max_length=cfg.max_length, temperature=cfg.anchor_temperature, scale=scale,
-                    anchors=anchors.phrases)
-        cached = cache.load("zeroshot_anchor", meta)
-        if cached is None:
-            t0 = time.time()
-            model, tok = load_encoder(cfg.model)
+def anchor_setting(cfg, inp: SettingInputs, cache: PredictionCache) -> Setting:
+    """Zero-shot: cosine similarity of each utterance to descriptor phrases of each pole."""
+    meta = dict(inp.data_key, method="anchor", model=cfg.model, pooling=cfg.pooling, max_length=cfg.max_length,
+                temperature=cfg.anchor_temperature, scale=inp.scale, anchors=inp.anchors.phrases)
+    cached = cache.load("zeroshot_anchor", meta)
+    if cached is None:
+        t0 = time.time()
+        model, tok = load_encoder(cfg.model)
 
-            def embed(texts):
-                return encode_texts(model, tok, texts, pooling=cfg.pooling,
-                                    batch_size=cfg.batch_size, max_length=cfg.max_length)
+        def embed(texts):
+            return encode_texts(model, tok, texts, pooling=cfg.pooling, batch_size=cfg.batch_size,
+                                max_length=cfg.max_length)
 
-            proj = AnchorProjector(embed, anchors, temperature=cfg.anchor_temperature, scale=scale)
-            emb_train, emb_test = embed(train_texts), embed(test_texts)
-            cached = {"pred_train": proj.project(emb_train), "pred_test": proj.project(emb_test),
-                      "embeddings_test": emb_test[sub]}
-            cache.save("zeroshot_anchor", meta, cached)
-            logger.info("anchor projection done in %.1fs", time.time() - t0)
-        settings.append(Setting("zero-shot anchor", "zero-shot", False, cfg.model,
-                                cached["pred_train"], cached["pred_test"], cached.get("embeddings_test"),
-                                info={"temperature": cfg.anchor_temperature, "pooling": cfg.pooling}))
+        proj = AnchorProjector(embed, inp.anchors, temperature=cfg.anchor_temperature, scale=inp.scale)
+        emb_train, emb_test = embed(inp.train_texts), embed(inp.test_texts)
+        cached = {"pred_train": proj.project(emb_train), "pred_test": proj.project(emb_test),
+                  "embeddings_test": emb_test[inp.tsne_index]}
+        cache.save("zeroshot_anchor", meta, cached)
+        logger.info("anchor projection done in %.1fs", time.time() - t0)
+    return Setting("zero-shot anchor", "zero-shot", False, cfg.model, cached["pred_train"], cached["pred_test"],
+                   cached.get("embeddings_test"), info={"temperature": cfg.anchor_temperature, "pooling": cfg.pooling})
 
-    if "nli" in cfg.zero_shot:
-        meta = dict(data_key, method="nli", model=cfg.nli_model, hypothesis=cfg.nli_hypothesis,
-                    scale=scale, anchors=anchors.phrases)
-        cached = cache.load("zeroshot_nli", meta)
-        if cached is None:
-            t0 = time.time()
-            nli = NLIZeroShot(cfg.nli_model, anchors, cfg.nli_hypothesis, scale=scale,
-                              batch_size=cfg.batch_size)
-            cached = {"pred_train": nli.predict(train_texts), "pred_test": nli.predict(test_texts)}
-            cache.save("zeroshot_nli", meta, cached)
-            logger.info("NLI zero-shot done in %.1fs", time.time() - t0)
-        settings.append(Setting("zero-shot NLI", "zero-shot", False, cfg.nli_model,
-                                cached["pred_train"], cached["pred_test"],
-                                info={"hypothesis_template": cfg.nli_hypothesis}))
 
-    finetuned = list(cfg.finetuned)
-    if cfg.train_finetuned:
-        finetuned += train_finetuned_models(cfg, out_dir)
-    names_seen: dict[str, int] = {}
-    for path in finetuned:
-        from erc.vad.model import VADRegressor
+def nli_setting(cfg, inp: SettingInputs, cache: PredictionCache) -> Setting:
+    """Zero-shot: NLI entailment of each pole phrase."""
+    meta = dict(inp.data_key, method="nli", model=cfg.nli_model, hypothesis=cfg.nli_hypothesis, scale=inp.scale,
+                anchors=inp.anchors.phrases)
+    cached = cache.load("zeroshot_nli", meta)
+    if cached is None:
+        t0 = time.time()
+        nli = NLIZeroShot(cfg.nli_model, inp.anchors, cfg.nli_hypothesis, scale=inp.scale, batch_size=cfg.batch_size)
+        cached = {"pred_train": nli.predict(inp.train_texts), "pred_test": nli.predict(inp.test_texts)}
+        cache.save("zeroshot_nli", meta, cached)
+        logger.info("NLI zero-shot done in %.1fs", time.time() - t0)
+    return Setting("zero-shot NLI", "zero-shot", False, cfg.nli_model, cached["pred_train"], cached["pred_test"],
+                   info={"hypothesis_template": cfg.nli_hypothesis})
 
-        model_dir, run_dir = _finetuned_model_dir(path)
-        label = run_dir.name if run_dir is not None else model_dir.name
-        n = names_seen[label] = names_seen.get(label, 0) + 1
-        name = f"fine-tuned {label}" + (f" ({n})" if n > 1 else "")
-        key = "finetuned_" + hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:10]
-        stamp = (model_dir / "vad_head.safetensors").stat().st_mtime if (model_dir / "vad_head.safetensors").exists() else 0
-        meta = dict(data_key, method="finetuned", model_dir=str(model_dir.resolve()), mtime=stamp)
-        cached = cache.load(key, meta)
-        if cached is None:
-            t0 = time.time()
-            reg = VADRegressor.from_pretrained(model_dir)
-            cached = {"pred_train": reg.predict(train_texts, batch_size=cfg.batch_size),
-                      "pred_test": reg.predict(test_texts, batch_size=cfg.batch_size),
-                      "embeddings_test": reg.embed(sub_texts, batch_size=cfg.batch_size)}
-            cache.save(key, meta, cached)
-            logger.info("%s predicted in %.1fs", name, time.time() - t0)
-        info = {"model_dir": str(model_dir)}
-        if run_dir is not None and (run_dir / "config.yaml").is_file():
-            import yaml
 
-            info["config"] = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        log = run_dir / "train_log.csv" if run_dir is not None else None
-        settings.append(Setting(name, "fine-tuned", True, str(model_dir), cached["pred_train"],
-                                cached["pred_test"], cached.get("embeddings_test"),
-                                train_log=str(log) if log is not None and log.is_file() else None,
-                                info=info))
+def finetuned_setting(cfg, path: str, name_counts: dict[str, int], inp: SettingInputs,
+                      cache: PredictionCache) -> Setting:
+    """A fine-tuned VADRegressor (run dir or model folder); named after its run dir."""
+    model_dir, run_dir = _finetuned_model_dir(path)
+    label = run_dir.name if run_dir is not None else model_dir.name
+    n = name_counts[label] = name_counts.get(label, 0) + 1
+    name = f"fine-tuned {label}" + (f" ({n})" if n > 1 else "")
+    key = "finetuned_" + hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:10]
+    head = model_dir / "vad_head.safetensors"
+    meta = dict(inp.data_key, method="finetuned", model_dir=str(model_dir.resolve()),
+                mtime=head.stat().st_mtime if head.exists() else 0)
+    cached = cache.load(key, meta)
+    if cached is None:
+        t0 = time.time()
+        reg = VADRegressor.from_pretrained(model_dir)
+        cached = {"pred_train": reg.predict(inp.train_texts, batch_size=cfg.batch_size),
+                  "pred_test": reg.predict(inp.test_texts, batch_size=cfg.batch_size),
+                  "embeddings_test": reg.embed(inp.tsne_texts, batch_size=cfg.batch_size)}
+        cache.save(key, meta, cached)
+        logger.info("%s predicted in %.1fs", name, time.time() - t0)
+    info = {"model_dir": str(model_dir)}
+    files = finetune_outputs(run_dir) if run_dir is not None else None
+    if files is not None and files["config"].is_file():
+        info["config"] = yaml.safe_load(files["config"].read_text(encoding="utf-8"))
+    log = files["log"] if files is not None and files["log"].is_file() else None
+    return Setting(name, "fine-tuned", True, str(model_dir), cached["pred_train"], cached["pred_test"],
+                   cached.get("embeddings_test"), train_log=str(log) if log is not None else None, info=info)
 
-    gold_cols = list(VAD_NAMES)
-    settings.append(Setting("gold V/A/D (ceiling)", "gold", True, "gold annotations",
-                            data.train[gold_cols].to_numpy(np.float64),
-                            data.test[gold_cols].to_numpy(np.float64)))
+
+def gold_setting(data) -> Setting:
+    cols = list(VAD_NAMES)
+    return Setting("gold V/A/D (ceiling)", "gold", True, "gold annotations",
+                   data.train[cols].to_numpy(np.float64), data.test[cols].to_numpy(np.float64))
+
+
+def _check_predictions(settings: list[Setting], inp: SettingInputs) -> None:
     for s in settings:
-        for split, pred, n in (("train", s.pred_train, len(train_texts)), ("test", s.pred_test, len(test_texts))):
+        for split, pred, n in (("train", s.pred_train, len(inp.train_texts)), ("test", s.pred_test, len(inp.test_texts))):
             if pred.shape != (n, 3) or not np.isfinite(pred).all():
                 raise RuntimeError(f"setting {s.name}: {split} predictions have shape {pred.shape} "
                                    f"(expected ({n}, 3)) or non-finite values")
-    return settings, sub
+
+
+def build_settings(cfg, data, out_dir: Path) -> Settings:
+    """Every setting of the comparison: zero-shot ones, fine-tuned ones (trained first if asked), gold."""
+    cache = PredictionCache(out_dir / "predictions", cfg.overwrite_predictions)
+    inp = _setting_inputs(cfg, data)
+    settings: list[Setting] = []
+    if "anchor" in cfg.zero_shot:
+        settings.append(anchor_setting(cfg, inp, cache))
+    if "nli" in cfg.zero_shot:
+        settings.append(nli_setting(cfg, inp, cache))
+    finetuned = list(cfg.finetuned) + (train_finetuned_models(cfg, out_dir) if cfg.train_finetuned else [])
+    names: dict[str, int] = {}
+    settings += [finetuned_setting(cfg, path, names, inp, cache) for path in finetuned]
+    settings.append(gold_setting(data))
+    _check_predictions(settings, inp)
+    return Settings(settings, inp.tsne_index)
 
 
 def evaluate_settings(cfg, data, settings: list[Setting]) -> dict:
     """V/A/D metrics per setting and split; forest metrics per class set, setting and seed."""
-    from erc.compare.data import encode_labels, resolve_class_set
-    from erc.compare.forest import ForestGrid, forest_emotion_metrics, summarise_seeds
-
     gold_train = data.train[list(VAD_NAMES)].to_numpy(np.float64)
     gold_test = data.test[list(VAD_NAMES)].to_numpy(np.float64)
     vad = {}
@@ -338,23 +373,14 @@ def write_prediction_tables(out_dir: Path, data, settings: list[Setting]) -> Non
 
 def run_compare(cfg, command: str | None = None) -> dict:
     """Run the whole comparison and write the report; return report.json's content."""
-    from erc.core.logs import set_seed, setup_logging
-
-    from erc.compare.data import load_compare_data
-    from erc.compare.report import write_report
-
-    setup_logging(True)
     t_start = time.time()
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-    set_seed(cfg.seed)
+    out_dir = start_local(cfg, cfg.output_dir, Path(cfg.output_dir) / "config.yaml")
     command = command or "python " + shlex.join(sys.argv)
     data = load_compare_data(cfg)
-    settings, sub = build_settings(cfg, data, out_dir)
-    results = evaluate_settings(cfg, data, settings)
-    write_prediction_tables(out_dir, data, settings)
-    report = write_report(cfg, data, settings, results, sub, out_dir, command=command,
+    built = build_settings(cfg, data, out_dir)
+    results = evaluate_settings(cfg, data, built.settings)
+    write_prediction_tables(out_dir, data, built.settings)
+    report = write_report(cfg, data, built.settings, results, built.tsne_index, out_dir, command=command,
                           started=t_start)
-    logger.info("report written to %s (%.0fs)", out_dir / "report.html", time.time() - t_start)
+    logger.info("report written to %s (%.0fs)", compare_outputs(out_dir)["report_html"], time.time() - t_start)
     return report

@@ -1,15 +1,32 @@
 """Dataclass configuration: YAML file as defaults, command-line flags override.
 
 Every stage describes its run with one dataclass whose fields all have
-defaults. :func:`add_dataclass_arguments` turns the fields into ``--flags``;
+defaults. A config is *composed*, not inherited: a field whose type is itself
+a config dataclass is a **section** (``GraphTrainConfig.data`` holds a
+:class:`erc.data.config.DialogueDataConfig`, ``GraphTrainConfig.cmerc`` a
+:class:`erc.graph.cmerc_config.CMERCConfig`). In YAML a section is a mapping::
+
+    lr: 1.0e-4
+    data:
+      dataset: iemocap6
+      modalities: [text, audio, visual]
+
+On the command line every leaf field of the tree is one ``--flag`` named after
+the field alone (``--dataset``, ``--lr``, ``--rank-coef``), so a flag must be
+unambiguous across the whole tree: :func:`flag_paths` (called when a command
+is registered) refuses two fields that would share one.
+
+:func:`add_dataclass_arguments` turns the fields into ``--flags``;
 :func:`resolve_config` merges ``--config file.yaml`` and the flags that were
 actually given into an instance, refusing unknown keys with a message that
-names the file and the key.
+names the file and the key. :func:`config_to_dict` / :func:`save_config` write
+the nested form, which :func:`config_from_dict` reads back identically.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from pathlib import Path
@@ -26,6 +43,20 @@ class ConfigError(ValueError):
     """A configuration file or flag that cannot be turned into the stage's dataclass."""
 
 
+#: ``resume`` (every trained stage, one type, one meaning): one of these words or a checkpoint folder.
+RESUME_MODES = ("auto", "never", "latest")
+RESUME_HELP = ("auto: continue from the newest checkpoint in output_dir if there is one, else start fresh; "
+               "never: start fresh; latest: continue from the newest checkpoint (error if none); "
+               "or the path of one checkpoint folder")
+
+
+def check_resume(value: str, field_name: str = "resume") -> None:
+    """``resume`` is one of :data:`RESUME_MODES` or a checkpoint path (any other non-empty string)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"field '{field_name}': expected one of {', '.join(RESUME_MODES)} or a checkpoint "
+                          f"folder, got {value!r}")
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -35,13 +66,36 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a YAML/CLI value to the field's annotated type, or raise ConfigError."""
+def is_section_type(tp: Any) -> bool:
+    """True for a (possibly Optional) config dataclass type: a nested section."""
+    tp, _ = _unwrap_optional(tp)
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
+    """Convert a YAML/CLI value to the field's annotated type, or raise ConfigError.
+
+    ``path`` is the field's dotted path (``data.modalities``); messages start with
+    ``{source}: field '{path}'``.
+    """
+    where = f"{source}: field '{path}'"
     tp, optional = _unwrap_optional(tp)
     if value is None:
         if optional:
             return None
         raise ConfigError(f"{where}: null is not allowed, expected {getattr(tp, '__name__', tp)}")
+    if is_section_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields (a YAML section), "
+                              f"got {value!r}")
+        return _build(tp, value, source, path + ".")
     origin = typing.get_origin(tp)
     try:
         if tp is bool:
@@ -66,7 +120,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 value = [v for v in value.replace(",", " ").split() if v]
             if not isinstance(value, (list, tuple)):
                 value = [value]
-            out = [_coerce(v, inner, where) for v in value]
+            out = [_coerce(v, inner, source, path) for v in value]
             return out if origin is list else tuple(out)
         if origin is dict or tp is dict:
             if not isinstance(value, dict):
@@ -83,25 +137,83 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one ``--flag`` per dataclass field; unset flags stay absent from the namespace."""
-    hints = typing.get_type_hints(cls)
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def flag_paths(cls: type) -> dict[str, tuple[str, ...]]:
+    """Leaf field name (= flag name) -> its path in the config tree, e.g. ``'dataset' -> ('data', 'dataset')``.
+
+    Sections are walked recursively (a section marked ``metadata={"cli": False}``
+    is skipped, as is a leaf so marked). Two leaves with one name would share a
+    flag: that is a :class:`ConfigError` naming both paths, raised when the
+    command is registered.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+
+    def walk(c: type, prefix: tuple[str, ...]) -> None:
+        hints = _hints(c)
+        for f in dataclasses.fields(c):
+            if f.metadata.get("cli") is False:
+                continue
+            path = prefix + (f.name,)
+            if is_section_type(hints[f.name]):
+                walk(_unwrap_optional(hints[f.name])[0], path)
+                continue
+            if f.name in out:
+                raise ConfigError(
+                    f"{cls.__name__}: fields '{'.'.join(out[f.name])}' and '{'.'.join(path)}' would share the "
+                    f"flag {_flag(f.name)}; rename one of them")
+            out[f.name] = path
+
+    walk(cls, ())
+    return out
+
+
+def section_paths(cls: type) -> dict[tuple[str, ...], type]:
+    """Every section of the tree (the root is ``()``) -> its dataclass."""
+    out: dict[tuple[str, ...], type] = {(): cls}
     for f in dataclasses.fields(cls):
-        if f.metadata.get("cli") is False:   # e.g. nested sections, set in the YAML file only
-            continue
-        tp, _ = _unwrap_optional(hints[f.name])
-        help_text = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_text = f"{help_text} (default: {default!r})".strip()
-        kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        tp = _hints(cls)[f.name]
+        if is_section_type(tp):
+            sub = _unwrap_optional(tp)[0]
+            out.update({(f.name, *p): c for p, c in section_paths(sub).items()})
+    return out
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one ``--flag`` per leaf field of the tree; unset flags stay absent from the namespace.
+
+    A section's flags are gathered in an argument group named after it.
+    """
+    paths = flag_paths(cls)   # raises on a shared flag
+    groups: dict[tuple[str, ...], Any] = {}
+    sections = section_paths(cls)
+    for name, path in paths.items():
+        owner = sections[path[:-1]]
+        f = next(x for x in dataclasses.fields(owner) if x.name == name)
+        tp, _ = _unwrap_optional(_hints(owner)[name])
+        help_text = f"{f.metadata.get('help', '')} (default: {_default(f)!r})".strip()
+        kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text)
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) in (list, tuple):
             kwargs["nargs"] = "*"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(_flag(f.name), **kwargs)
+        target = parser
+        if path[:-1]:
+            key = path[:-1]
+            if key not in groups:
+                groups[key] = parser.add_argument_group(
+                    f"section {'.'.join(key)} ({owner.__name__})", (owner.__doc__ or "").strip().split("\n")[0])
+            target = groups[key]
+        target.add_argument(_flag(name), **kwargs)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -117,16 +229,22 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def config_from_dict(cls: type[T], values: dict, source: str = "config") -> T:
-    """Build ``cls`` from a dict, coercing types; unknown keys are an error naming ``source``."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+def _build(cls: type[T], values: dict, source: str, prefix: str = "") -> T:
+    """Build ``cls`` (and its sections) from a nested dict; ``prefix`` is the section's dotted path."""
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
     if unknown:
+        hints_txt = []
+        leaves = flag_paths(cls)
+        for k in unknown:
+            if k in leaves and len(leaves[k]) > 1:
+                hints_txt.append(f"'{k}' belongs in section '{'.'.join(leaves[k][:-1])}:'")
         raise ConfigError(
-            f"{source}: unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
-            f"known fields: {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(v, hints[k], f"{source}: field '{k}'") for k, v in values.items()}
+            f"{source}: unknown field(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}"
+            + (f" ({'; '.join(hints_txt)})" if hints_txt else "")
+            + f"; known fields: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], source, prefix + k) for k, v in values.items()}
     cfg = cls(**kwargs)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
@@ -134,26 +252,93 @@ def config_from_dict(cls: type[T], values: dict, source: str = "config") -> T:
     return cfg
 
 
+def config_from_dict(cls: type[T], values: dict, source: str = "config") -> T:
+    """Build ``cls`` from a nested dict (sections as mappings), coercing types.
+
+    Unknown keys are an error naming ``source`` (a flat key that belongs in a
+    section says which); every section's and the root's ``validate()`` runs.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of field: value, got {values!r}")
+    return _build(cls, values, source)
+
+
+def _set_path(tree: dict, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        sub = tree.get(key)
+        if not isinstance(sub, dict):
+            sub = {} if sub is None else sub
+            if not isinstance(sub, dict):   # a section given as an instance: keep its values
+                sub = config_to_dict(sub)
+            tree[key] = sub
+        tree = sub
+    tree[path[-1]] = value
+
+
+def nest_flat(cls: type, flat: dict, source: str = "config") -> dict:
+    """Flat ``{leaf name: value}`` (the flag names) -> the nested dict of ``cls``'s tree.
+
+    A key naming a whole section (``{"data": {...}}``) is kept as that section.
+    """
+    paths = flag_paths(cls)
+    sections = {p[0] for p in section_paths(cls) if p}
+    out: dict = {}
+    unknown = []
+    for k, v in flat.items():
+        if k in paths:
+            _set_path(out, paths[k], v)
+        elif k in sections and isinstance(v, dict):
+            for kk, vv in v.items():
+                _set_path(out, (k, kk), vv)
+        else:
+            unknown.append(k)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(sorted(unknown))} for {cls.__name__}; "
+                          f"known: {', '.join(sorted(paths))}")
+    return out
+
+
+def config_from_flat(cls: type[T], values: dict | None = None, source: str = "config", **kw: Any) -> T:
+    """Build ``cls`` from flat leaf names (as on the command line): ``config_from_flat(GraphTrainConfig,
+    dataset="synthetic", lr=1e-3)`` puts ``dataset`` into the ``data`` section."""
+    return config_from_dict(cls, nest_flat(cls, {**(values or {}), **kw}, source), source)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def resolve_config(cls: type[T], args: argparse.Namespace | dict | None = None,
                    config_path: str | Path | None = None) -> T:
-    """Defaults <- YAML file <- flags given on the command line."""
+    """Defaults <- YAML file (nested) <- flags given on the command line (flat leaf names).
+
+    ``args`` is an argparse namespace (attributes that are not fields, such as
+    ``config``, are ignored) or a dict of flat leaf names (unknown keys are an error).
+    """
     values: dict[str, Any] = {}
     source = "command line"
     if config_path:
-        values.update(load_yaml(config_path))
+        values = load_yaml(config_path)
         source = f"{config_path} + command line"
     if args is not None:
-        given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-        field_names = {f.name for f in dataclasses.fields(cls)}
-        values.update({k: v for k, v in given.items() if k in field_names})
+        if isinstance(args, argparse.Namespace):
+            paths = flag_paths(cls)
+            given = {k: v for k, v in vars(args).items() if k in paths}
+        else:
+            given = dict(args)
+        values = _merge(values, nest_flat(cls, given, source))
     return config_from_dict(cls, values, source)
 
 
 def config_to_dict(cfg: Any) -> dict:
+    """The nested dict of a config (sections as dicts); :func:`config_from_dict` reads it back."""
     return dataclasses.asdict(cfg)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML, atomically."""
+    """Write the resolved config as (nested) YAML, atomically."""
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
     atomic_write_text(path, text)

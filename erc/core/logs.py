@@ -1,27 +1,38 @@
-"""One logging set-up for every entry point (main process logs INFO, others WARNING)."""
+"""One logging set-up for every entry point (main process logs INFO, others WARNING).
+
+Seeding is ``accelerate.utils.set_seed`` (Python, NumPy, torch), called once per run
+by :func:`erc.core.harness.start_run`.
+"""
 from __future__ import annotations
 
 import logging
-import random
+import sys
 
-import numpy as np
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (pytest and notebooks swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def setup_logging(is_main_process: bool = True, level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        level=level if is_main_process else logging.WARNING,
-        force=True,
-    )
-    for noisy in ("transformers", "datasets", "accelerate.utils.other"):
+    """Root level and one stderr handler; safe to call once per stage in one process.
+
+    Other handlers on the root logger (a notebook's, pytest's ``caplog``) are left alone.
+    """
+    root = logging.getLogger()
+    root.setLevel(level if is_main_process else logging.WARNING)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
+        root.addHandler(handler)
+    for noisy in ("transformers", "datasets", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch once per run (accelerate.utils.set_seed does the same)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

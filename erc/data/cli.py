@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from erc.core.cli import add_stage_command
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 
 
 def _run_inspect(args: argparse.Namespace) -> None:
@@ -13,7 +13,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
     print(describe(args.file, args.dataset))
 
 
-def _run_load(cfg: DataConfig):
+def _run_load(cfg: DialogueDataConfig):
     from erc.data.dialogues import load_splits
 
     splits = load_splits(cfg)
@@ -30,5 +30,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="pickle, MELD CSV folder or IEMOCAP release root")
     p.add_argument("--dataset", default=None, help="registry name (default: detect)")
     p.set_defaults(func=_run_inspect)
-    add_stage_command(subparsers, "load-data", DataConfig, _run_load,
+    add_stage_command(subparsers, "load-data", DialogueDataConfig, _run_load,
                       help="load, check and split a dataset with the chosen modalities; print the counts")

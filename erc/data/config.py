@@ -1,4 +1,10 @@
-"""Dataclass configuration of the fusion (dialogue data) stage. Every field has a default."""
+"""Data configs, held as the ``data:`` section of every stage config. Every field has a default.
+
+* :class:`DialogueDataConfig`: whole dialogues with per-utterance features
+  (``train-graph``, ``difficulty``, ``load-data``), read through the registry.
+* :class:`UtteranceDataConfig`: single utterances with V/A/D targets and how
+  they are split (``finetune``, ``predict``).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,7 +18,7 @@ JOIN_MODES = ("auto", "utterance_id", "position")
 
 
 @dataclass
-class DataConfig:
+class DialogueDataConfig:
     """Which dialogues to load and which modalities to give each utterance.
 
     ``text`` comes from (``text_source``): ``file`` the pickle's own text layer(s),
@@ -45,7 +51,7 @@ class DataConfig:
     timing_transform: str = field(default="log1p", metadata={
         "help": "applied to the 4 timing features before normalisation: log1p (tames MELD's 1000-s gaps) or none",
         "choices": ("log1p", "none")})
-    valid_ratio: float = field(default=0.1, metadata={
+    valid_fraction: float = field(default=0.1, metadata={
         "help": "fraction of training dialogues carved out as validation (datasets without their own)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/valid carve"})
     normalize: list[str] = field(default_factory=lambda: ["audio", "visual", "timing"], metadata={
@@ -71,8 +77,8 @@ class DataConfig:
             raise ConfigError("text_source=embeddings needs text_embeddings (a file from `cli.py embed`)")
         if self.timing_transform not in ("log1p", "none"):
             raise ConfigError(f"timing_transform: expected log1p or none, got {self.timing_transform!r}")
-        if not 0.0 <= self.valid_ratio < 1.0:
-            raise ConfigError(f"valid_ratio: expected 0 <= ratio < 1, got {self.valid_ratio}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ConfigError(f"valid_fraction: expected 0 <= fraction < 1, got {self.valid_fraction}")
         if self.hash_dim < 1:
             raise ConfigError(f"hash_dim: expected >= 1, got {self.hash_dim}")
         bad = [m for m in self.normalize if m not in MODALITIES]
@@ -86,7 +92,41 @@ class DataConfig:
         self.validate()
 
 
+DATA_FORMATS = ("auto", "synthetic", "iemocap", "emobank", "table")
+SPLIT_MODES = ("auto", "session", "column", "dialogue")
+
+
+def _h(text: str, **kw) -> dict:
+    return dict(help=text, **kw)
+
+
 @dataclass
-class InspectConfig:
-    file: str = field(default="", metadata={"help": "pickle, MELD CSV folder or IEMOCAP release root"})
-    dataset: str | None = field(default=None, metadata={"help": "registry name; None = detect"})
+class UtteranceDataConfig:
+    """Where utterances with V/A/D come from and how they are split (finetune, predict)."""
+
+    path: str = field(default="synthetic", metadata=_h(
+        "'synthetic' (built-in corpus), an IEMOCAP release root, EmoBank's emobank.csv, "
+        "or any CSV/JSONL/Parquet table"))
+    format: str = field(default="auto", metadata=_h(
+        "how to read --path (auto: synthetic / folder = IEMOCAP / emobank.csv / other table)",
+        choices=DATA_FORMATS))
+    text_column: str = field(default="text", metadata=_h("table: text column"))
+    valence_column: str = field(default="valence", metadata=_h("table: valence column"))
+    arousal_column: str = field(default="arousal", metadata=_h("table: arousal column"))
+    dominance_column: str = field(default="dominance", metadata=_h("table: dominance column"))
+    id_column: str = field(default="", metadata=_h("table: utterance id column ('' = row number)"))
+    dialogue_column: str = field(default="", metadata=_h("table: dialogue id column ('' = none)"))
+    split_column: str = field(default="", metadata=_h(
+        "table: split column with train/valid/test (dev, val and validation are read as valid)"))
+    split: str = field(default="auto", metadata=_h(
+        "auto: sessions if the data has them, else the split column, else seeded by dialogue",
+        choices=SPLIT_MODES))
+    train_sessions: list[int] = field(default_factory=lambda: [1, 2, 3], metadata=_h("sessions for training"))
+    valid_sessions: list[int] = field(default_factory=lambda: [4], metadata=_h("sessions for validation"))
+    test_sessions: list[int] = field(default_factory=lambda: [5], metadata=_h("sessions for test"))
+    leave_one_session_out: int = field(default=0, metadata=_h(
+        "if > 0: test on this session, validate on the previous one, train on the rest"))
+    valid_fraction: float = field(default=0.1, metadata=_h("dialogue split: fraction of dialogues for validation"))
+    test_fraction: float = field(default=0.1, metadata=_h("dialogue split: fraction of dialogues for test"))
+    synthetic_dialogues: int = field(default=40, metadata=_h("synthetic corpus: number of dialogues"))
+    synthetic_seed: int = field(default=0, metadata=_h("synthetic corpus: generator seed"))

@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from erc.data.batch import Dialogue, DialogueBatch, collate_dialogues
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.readers import RawCorpus, RawDialogue, read_corpus, read_meld_tables
 from erc.data.registry import DatasetSpec, get_spec
 from erc.data.validate import DataValidationError, check_disjoint_splits, fail
@@ -95,13 +95,13 @@ def carve_validation(train_ids: Sequence[str], ratio: float, seed: int) -> tuple
     return [d for d in train_ids if d not in valid], [d for d in train_ids if d in valid]
 
 
-def split_ids(corpus: RawCorpus, cfg: DataConfig) -> dict[str, list[str]]:
+def split_ids(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, list[str]]:
     if corpus.spec.valid_source == "file" and corpus.splits.get("valid"):
         out = {"train": list(corpus.splits["train"]), "valid": list(corpus.splits["valid"]),
                "test": list(corpus.splits["test"])}
     else:
         train, valid = carve_validation(corpus.splits["train"] + corpus.splits.get("valid", []),
-                                        cfg.valid_ratio, cfg.split_seed)
+                                        cfg.valid_fraction, cfg.split_seed)
         out = {"train": train, "valid": valid, "test": list(corpus.splits["test"])}
     check_disjoint_splits(corpus.source, out)
     return out
@@ -120,7 +120,7 @@ def _text_layers(d: RawDialogue, mode: str, source: str) -> np.ndarray:
     return layers[k]
 
 
-def build_text(corpus: RawCorpus, cfg: DataConfig) -> dict[str, np.ndarray]:
+def build_text(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, np.ndarray]:
     spec, source = corpus.spec, corpus.source
     src = cfg.text_source
     if src == "auto":
@@ -145,7 +145,7 @@ def build_text(corpus: RawCorpus, cfg: DataConfig) -> dict[str, np.ndarray]:
     return {k: hash_featurize(d.texts, cfg.hash_dim) for k, d in corpus.dialogues.items()}
 
 
-def _release_table(cfg: DataConfig):
+def _release_table(cfg: DialogueDataConfig):
     from erc.data.utterances import read_iemocap
 
     from erc.core.paths import data_path
@@ -157,7 +157,7 @@ def _release_table(cfg: DataConfig):
     return read_iemocap(root), str(root)
 
 
-def attach_timestamps(corpus: RawCorpus, cfg: DataConfig) -> None:
+def attach_timestamps(corpus: RawCorpus, cfg: DialogueDataConfig) -> None:
     """Fill ``start``/``end`` of every dialogue from the spec's ``timing_source`` (in place)."""
     from erc.data import timing
 
@@ -189,7 +189,7 @@ def attach_timestamps(corpus: RawCorpus, cfg: DataConfig) -> None:
                                   "(timing modality unavailable)")
 
 
-def build_features(corpus: RawCorpus, cfg: DataConfig) -> dict[str, dict[str, np.ndarray]]:
+def build_features(corpus: RawCorpus, cfg: DialogueDataConfig) -> dict[str, dict[str, np.ndarray]]:
     """dialogue id -> {modality: (n, d) float32} for ``cfg.modalities``."""
     spec = corpus.spec
     unavailable = [m for m in cfg.modalities if m not in spec.modalities]
@@ -239,7 +239,7 @@ def apply_normalization(dialogues: Sequence[Dialogue], stats: dict) -> None:
             d.features[m] = ((d.features[m] - s["mean"]) / s["std"]).astype(np.float32)
 
 
-def load_splits(cfg: DataConfig) -> DialogueSplits:
+def load_splits(cfg: DialogueDataConfig) -> DialogueSplits:
     """Read, check, join and split the dataset described by ``cfg`` (see module docstring)."""
     spec = get_spec(cfg.dataset)
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,

@@ -33,7 +33,7 @@ def describe(path: str | Path, dataset: str | None = None) -> str:
     for split in ("train", "valid", "test"):
         ids = corpus.splits.get(split)
         if ids is None:
-            lines.append(f"  {split:5s}: not in file (carved from train at load: valid_ratio of train, seeded)")
+            lines.append(f"  {split:5s}: not in file (carved from train at load: valid_fraction of train, seeded)")
             continue
         n_utt = sum(len(corpus.dialogues[d]) for d in ids)
         lines.append(f"  {split:5s}: {len(ids):5d} dialogues, {n_utt:6d} utterances")

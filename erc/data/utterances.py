@@ -4,7 +4,7 @@ Every reader returns a pandas frame with the columns of :data:`COLUMNS` (one row
 per utterance; unlabeled rows have NaN V/A/D and ``emotion`` None and never
 reach training); :func:`build_splits` turns it into a ``datasets.DatasetDict``.
 
-Sources (``--data`` / ``--data-format``):
+Sources (``--path`` / ``--format``):
 
 * ``synthetic``: the built-in corpus (:mod:`erc.data.synthetic`), sessions 1-5, all labeled.
 * ``iemocap``: the release layout ``ROOT/SessionN/dialog/{transcriptions,EmoEvaluation}/*.txt``.
@@ -216,23 +216,23 @@ def detect_format(data: str) -> str:
         if p.name.lower().startswith("emobank"):
             return "emobank"
         return "table"
-    raise ConfigError(f"--data {data}: neither 'synthetic' nor an existing folder or file")
+    raise ConfigError(f"--path {data}: neither 'synthetic' nor an existing folder or file")
 
 
 def load_frame(cfg, require_labels: bool = True) -> tuple[pd.DataFrame, str]:
-    """Read ``cfg.data`` (a DataConfig) into the common frame; returns (frame, format)."""
-    fmt = cfg.data_format if cfg.data_format != "auto" else detect_format(cfg.data)
+    """Read ``cfg.path`` (an UtteranceDataConfig) into the common frame; returns (frame, format)."""
+    fmt = cfg.format if cfg.format != "auto" else detect_format(cfg.path)
     if fmt == "synthetic":
         df = read_synthetic(cfg.synthetic_dialogues, cfg.synthetic_seed)
     elif fmt == "iemocap":
-        df = read_iemocap(cfg.data)
+        df = read_iemocap(cfg.path)
     elif fmt == "emobank":
-        df = read_emobank(cfg.data)
+        df = read_emobank(cfg.path)
     elif fmt == "table":
-        df = read_table(cfg.data, text=cfg.text_column, valence=cfg.valence_column,
+        df = read_table(cfg.path, text=cfg.text_column, valence=cfg.valence_column,
                         arousal=cfg.arousal_column, dominance=cfg.dominance_column,
                         id=cfg.id_column, dialogue=cfg.dialogue_column, split=cfg.split_column,
                         require_labels=require_labels)
     else:
-        raise ConfigError(f"field 'data_format': expected one of auto/synthetic/iemocap/emobank/table, got {fmt!r}")
+        raise ConfigError(f"field 'format': expected one of auto/synthetic/iemocap/emobank/table, got {fmt!r}")
     return df, fmt

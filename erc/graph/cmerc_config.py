@@ -4,8 +4,8 @@ CMERC (Tu et al., "Multimodal Emotion Recognition Calibration in
 Conversations", ACM MM 2024) adds three model-agnostic strategies to an ERC
 model: curriculum learning over conversation difficulty, a confidence
 ranking loss, and hybrid (modality- and context-level) supervised
-contrastive learning. This module holds only the dataclass (no torch import)
-so a stage config can embed or copy its fields cheaply.
+contrastive learning. This module holds only the dataclass (no torch import);
+a stage config holds it as its ``cmerc:`` section.
 
 Paper defaults (every field below defaults to OFF; switch them on with flags):
 
@@ -41,7 +41,7 @@ PAPER_DEFAULTS: dict[str, dict[str, float]] = {
 
 @dataclass
 class CMERCConfig:
-    """CMERC options. Field names equal the ``train-graph`` flags (``--epoch-ratio`` ...)."""
+    """CMERC options (``cmerc:`` section). Field names equal the ``train-graph`` flags (``--epoch-ratio`` ...)."""
 
     curriculum: bool = field(default=False, metadata={
         "help": "present training dialogues easy -> hard, the pool growing to the full set "
@@ -69,10 +69,6 @@ class CMERCConfig:
                 "temperature, which is fitted on validation)"})
 
     def validate(self) -> None:
-        self.validate_cmerc()
-
-    def validate_cmerc(self) -> None:
-        """Check the CMERC fields (a stage config that inherits them calls this from its validate)."""
         if not 0.0 < self.epoch_ratio <= 1.0:
             raise ConfigError(f"epoch_ratio: expected a value in (0, 1], got {self.epoch_ratio}")
         if not 0.0 < self.curriculum_init_fraction <= 1.0:
@@ -85,7 +81,7 @@ class CMERCConfig:
             raise ConfigError(f"cl_temperature: expected > 0, got {self.cl_temperature}")
 
     def __post_init__(self) -> None:
-        self.validate_cmerc()
+        self.validate()
 
     @property
     def any_loss(self) -> bool:
@@ -102,7 +98,7 @@ class CMERCConfig:
 
     @classmethod
     def from_any(cls, cfg: Any) -> "CMERCConfig":
-        """Pick this class's fields off any object (e.g. the train-graph config) that has them.
+        """Pick this class's fields off any object that has them (duck typing, e.g. a namespace).
 
         Attributes the object lacks keep their defaults, so a stage config
         can embed only the fields it exposes.

@@ -1,30 +1,36 @@
 """Dataclass configuration of the graph stage. Every field has a default.
 
-:class:`GraphTrainConfig` extends the fusion stage's :class:`erc.data.config.DataConfig`
-(so ``dataset``, ``path``, ``modalities``, ``text_source``, ``text_mode``,
-``text_embeddings`` ... are ``train-graph`` flags too) with the model,
-loss and training fields. The defaults are GraphSmile's IEMOCAP-6 setting
-on the synthetic corpus; ``configs/graph_*.yaml`` hold the published settings.
+:class:`GraphTrainConfig` is composed, not inherited: it HOLDS its data as the
+``data:`` section (:class:`erc.data.config.DialogueDataConfig`) and the CMERC
+strategies as the ``cmerc:`` section (:class:`erc.graph.cmerc_config.CMERCConfig`,
+all off by default), next to its own model, loss and training fields. Every
+leaf is a ``train-graph`` flag under its own name (``--dataset``,
+``--modalities``, ``--rank-coef``, ``--lr``). The defaults are GraphSmile's
+IEMOCAP-6 setting on the synthetic corpus; ``configs/graph_*.yaml`` hold the
+published settings.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
-from erc.core.config import ConfigError
-from erc.data.config import DataConfig
+from erc.core.config import RESUME_HELP, ConfigError, check_resume
+from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP
+from erc.data.config import DialogueDataConfig
 from erc.graph.cmerc_config import CMERCConfig
 
 LOSS_MODES = ("emo_sen_sft", "epoch", "auto")
 
 
 @dataclass
-class GraphTrainConfig(DataConfig, CMERCConfig):
-    """``cli.py train-graph``: data (DataConfig fields) + CMERC options (:class:`erc.graph.cmerc_config.CMERCConfig`:
-    ``--curriculum --epoch-ratio --rank-coef --mscl-coef --cscl-coef --cl-temperature``, all off by default)
-    + model + loss + training."""
+class GraphTrainConfig:
+    """``cli.py train-graph``: ``data`` section + ``cmerc`` section (``--curriculum --epoch-ratio
+    --rank-coef --mscl-coef --cscl-coef --cl-temperature``, all off by default) + model + loss + training."""
 
-    output_dir: str = field(default="runs/graph", metadata={"help": "run directory (seed_<k>/ per seed)"})
+    data: DialogueDataConfig = field(default_factory=DialogueDataConfig, metadata={
+        "help": "which dialogues and modalities (erc.data.config.DialogueDataConfig)"})
+    cmerc: CMERCConfig = field(default_factory=CMERCConfig, metadata={
+        "help": "CMERC training strategies (erc.graph.cmerc_config.CMERCConfig), all off by default"})
+    output_dir: str = field(default="runs/train_graph", metadata={"help": "run directory (seed_<k>/ per seed)"})
     # model
     hidden_dim: int = field(default=512, metadata={"help": "node feature size after projection"})
     layers: list[int] = field(default_factory=lambda: [7, 7, 7], metadata={
@@ -54,16 +60,20 @@ class GraphTrainConfig(DataConfig, CMERCConfig):
     seeds: int = field(default=1, metadata={"help": "number of seeds to run (mean and std reported)"})
     selection_metric: str = field(default="weighted_f1", metadata={
         "help": "validation metric that picks the best epoch", "choices": ("weighted_f1", "accuracy", "macro_f1")})
-    resume: bool = field(default=True, metadata={"help": "resume each seed from its last epoch checkpoint"})
-    checkpoint: bool = field(default=True, metadata={"help": "save an (atomic) checkpoint after every epoch"})
+    resume: str = field(default="auto", metadata={"help": RESUME_HELP + " (per seed: seed_<k>/checkpoints/)"})
+    checkpoint: bool = field(default=True, metadata={
+        "help": "save a checkpoint (seed_<k>/checkpoints/epoch_N/) after every epoch"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "epoch checkpoints kept per seed (0 = all)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave torch's default)"})
+    report_to: str = field(default="none", metadata={"help": REPORT_TO_HELP, "choices": REPORT_TO})
+    overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+    allow_config_change: bool = field(default=False, metadata={"help": ALLOW_CONFIG_CHANGE_HELP})
     mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision",
                                                          "choices": ("no", "fp16", "bf16")})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar on the main process"})
 
     def validate(self) -> None:
-        super().validate()
-        self.validate_cmerc()
+        check_resume(self.resume)
         if self.loss not in LOSS_MODES:
             raise ConfigError(f"loss: expected one of {LOSS_MODES}, got {self.loss!r}")
         for name in ("hidden_dim", "batch_size", "eval_batch_size", "shift_win", "seeds", "max_distance"):
@@ -76,29 +86,25 @@ class GraphTrainConfig(DataConfig, CMERCConfig):
                 raise ConfigError(f"{name}: expected -1 (whole dialogue) or >= 0, got {getattr(self, name)}")
         if not self.layers or any(k < 1 for k in self.layers):
             raise ConfigError(f"layers: expected positive integers, got {self.layers}")
-        n_pairs = max(len(self.modalities) * (len(self.modalities) - 1) // 2, 1)
+        mods = self.data.modalities
+        n_pairs = max(len(mods) * (len(mods) - 1) // 2, 1)
         if len(self.layers) < n_pairs:
             raise ConfigError(f"layers: {self.layers} gives {len(self.layers)} value(s) for {n_pairs} modality "
-                              f"pair(s) of {self.modalities}")
+                              f"pair(s) of {mods}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout: expected 0 <= p < 1, got {self.dropout}")
 
     def __post_init__(self) -> None:
         self.layers = [int(k) for k in self.layers]
         self.batchnorm_modalities = list(self.batchnorm_modalities)
-        super().__post_init__()
-
-    def data_config(self) -> DataConfig:
-        """The DataConfig part of this config."""
-        names = {f.name for f in dataclasses.fields(DataConfig)}
-        return DataConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+        self.validate()
 
 
 @dataclass
 class PredictGraphConfig:
     """``cli.py predict-graph``: emotion, sentiment and class probabilities per utterance."""
 
-    model_dir: str = field(default="runs/graph/seed_0/best_model", metadata={
+    model_dir: str = field(default="runs/train_graph/seed_0/best_model", metadata={
         "help": "best_model/ folder written by train-graph"})
     dataset: str | None = field(default=None, metadata={
         "help": "registry name of the file to predict; None = the training dataset"})
@@ -108,10 +114,40 @@ class PredictGraphConfig:
         "help": "embeddings file from `cli.py embed` for this file's utterances; None = as in training"})
     splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"], metadata={
         "help": "which splits of the file to predict"})
-    output: str = field(default="runs/graph/predictions.csv", metadata={"help": "CSV written atomically"})
+    output: str = field(default="runs/train_graph/predictions.csv", metadata={"help": "CSV written atomically"})
     batch_size: int = field(default=32, metadata={"help": "dialogues per batch"})
 
     def validate(self) -> None:
         bad = [s for s in self.splits if s not in ("train", "valid", "test")]
         if bad or not self.splits:
             raise ConfigError(f"splits: expected a non-empty subset of train, valid, test, got {self.splits}")
+
+
+DIFFICULTY_METHODS = ("auto", "model", "labels")
+
+
+@dataclass
+class DifficultyConfig:
+    """``cli.py difficulty``: a ``data:`` section plus these (:mod:`erc.graph.difficulty`)."""
+
+    data: DialogueDataConfig = field(default_factory=DialogueDataConfig, metadata={
+        "help": "which dialogues (erc.data.config.DialogueDataConfig)"})
+    output: str = field(default="runs/difficulty/difficulty.csv", metadata={
+        "help": "where to write the scores (.csv or .json), keyed by dialogue id"})
+    method: str = field(default="auto", metadata={
+        "help": "model: mean loss of model_dir's model; labels: label entropy + shift rate; "
+                "auto: model if model_dir is set, else labels", "choices": DIFFICULTY_METHODS})
+    model_dir: str | None = field(default=None, metadata={
+        "help": "folder of a trained graph model (model.pt + model_config.json from train-graph)"})
+    split: str = field(default="train", metadata={"help": "which split's dialogues to score",
+                                                  "choices": ("train", "valid", "test")})
+    batch_size: int = field(default=16, metadata={"help": "dialogues per batch for the model pass"})
+    device: str = field(default="cpu", metadata={"help": "torch device for the model pass"})
+
+    def validate(self) -> None:
+        if self.method not in DIFFICULTY_METHODS:
+            raise ConfigError(f"method: expected one of {DIFFICULTY_METHODS}, got {self.method!r}")
+        if self.method == "model" and not self.model_dir:
+            raise ConfigError("method=model needs model_dir (a trained graph model folder)")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected >= 1, got {self.batch_size}")

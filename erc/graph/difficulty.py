@@ -25,25 +25,21 @@ Scores are written with :func:`save_difficulty` (``.csv`` with columns
 atomically, and read back with :func:`load_difficulty`.
 
 ``cli.py difficulty`` runs :func:`run_difficulty` with a :class:`DifficultyConfig`
-(the fusion stage's data fields plus ``model_dir``, ``split``, ``output``).
+(a ``data:`` section plus ``model_dir``, ``split``, ``output``; in :mod:`erc.graph.config`).
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from erc.core.io import read_json, write_csv, write_json
-from erc.data.config import DataConfig
+from erc.graph.config import DifficultyConfig
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("auto", "model", "labels")
-
 
 # ----------------------------------------------------------------------------- definitions
 def label_difficulty_one(labels: Sequence[int] | np.ndarray, num_classes: int) -> float:
@@ -104,23 +100,16 @@ def model_difficulty(logits_fn: Callable[[Any], Any], dialogues: Sequence[Any], 
 
     ``logits_fn`` maps a :class:`erc.data.batch.DialogueBatch` to emotion
     logits (N, C) or to an object with ``emotion_logits`` (a GraphSmile
-    output). Runs under ``torch.no_grad()``.
+    output). Runs through :func:`erc.graph.infer.run_inference` (inference mode).
     """
-    import torch
-    import torch.nn.functional as F
-
+    # lazy: this module registers `cli.py difficulty`, whose --help must not import torch
     from erc.data.dialogues import make_loader
+    from erc.graph.infer import run_inference
 
-    scores: dict[str, float] = {}
-    with torch.no_grad():
-        for batch in make_loader(list(dialogues), batch_size=batch_size, shuffle=False):
-            batch = batch.to(device)
-            out = logits_fn(batch)
-            logits = getattr(out, "emotion_logits", out)
-            labels = batch.labels
-            per_node = F.cross_entropy(logits.float(), labels.clamp_min(0), reduction="none")
-            scores.update(loss_difficulty(per_node, batch.batch, batch.dialogue_ids, labels))
-    return scores
+    dialogues = list(dialogues)
+    res = run_inference(logits_fn, make_loader(dialogues, batch_size=batch_size, shuffle=False), device=device)
+    return loss_difficulty(res.per_utterance_loss(), res.dialogue_index, [d.dialogue_id for d in dialogues],
+                           res.labels)
 
 
 # ----------------------------------------------------------------------------- files
@@ -176,34 +165,6 @@ def load_difficulty(path: str | Path) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- CLI stage
-@dataclass
-class DifficultyConfig(DataConfig):
-    """``cli.py difficulty``: the data fields of :class:`erc.data.config.DataConfig` plus these."""
-
-    output: str = field(default="runs/difficulty/difficulty.csv", metadata={
-        "help": "where to write the scores (.csv or .json), keyed by dialogue id"})
-    method: str = field(default="auto", metadata={
-        "help": "model: mean loss of model_dir's model; labels: label entropy + shift rate; "
-                "auto: model if model_dir is set, else labels", "choices": METHODS})
-    model_dir: str | None = field(default=None, metadata={
-        "help": "folder of a trained graph model (model.pt + model_config.json from train-graph)"})
-    split: str = field(default="train", metadata={"help": "which split's dialogues to score",
-                                                  "choices": ("train", "valid", "test")})
-    batch_size: int = field(default=16, metadata={"help": "dialogues per batch for the model pass"})
-    device: str = field(default="cpu", metadata={"help": "torch device for the model pass"})
-
-    def validate(self) -> None:
-        super().validate()
-        from erc.core.config import ConfigError
-
-        if self.method not in METHODS:
-            raise ConfigError(f"method: expected one of {METHODS}, got {self.method!r}")
-        if self.method == "model" and not self.model_dir:
-            raise ConfigError("method=model needs model_dir (a trained graph model folder)")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: expected >= 1, got {self.batch_size}")
-
-
 def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     """Score the dialogues of ``cfg.split`` and write ``cfg.output`` (+ the resolved config next to it)."""
     from erc.core.config import save_config
@@ -211,7 +172,7 @@ def run_difficulty(cfg: DifficultyConfig) -> dict[str, float]:
     from erc.data.dialogues import load_splits
 
     setup_logging(True)
-    splits = load_splits(cfg)
+    splits = load_splits(cfg.data)
     dialogues = splits.split(cfg.split)
     if not dialogues:
         raise ValueError(f"split {cfg.split!r} of {splits.source} has no dialogues to score")

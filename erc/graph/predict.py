@@ -7,26 +7,26 @@ fitted on the TRAINING dialogues of the training run (saved with the model).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from erc.core.config import ConfigError, load_yaml
+from erc.core.config import ConfigError, config_from_dict, load_yaml
 from erc.core.io import write_csv
+from erc.core.logs import setup_logging
+from erc.data.config import DialogueDataConfig
+from erc.data.dialogues import apply_normalization, load_splits, make_loader
 from erc.graph.config import PredictGraphConfig
+from erc.graph.infer import run_inference
+from erc.graph.model import load_graph_model
 
 logger = logging.getLogger(__name__)
 
 
 def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: dict):
     """The dialogues to predict, as ``[(split, [Dialogue])]``, normalised like training."""
-    from erc.data.config import DataConfig
-    from erc.data.dialogues import apply_normalization, load_splits
-
-    names = {f.name for f in dataclasses.fields(DataConfig)}
-    values = {k: v for k, v in train_cfg.items() if k in names}
+    values = dict(train_cfg.get("data") or {})     # the training run's data section
     if cfg.dataset is not None:
         values["dataset"] = cfg.dataset
         values["path"] = None
@@ -35,7 +35,8 @@ def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: di
     if cfg.text_embeddings is not None:
         values["text_embeddings"] = cfg.text_embeddings
     values["normalize"] = []                      # apply the training statistics instead
-    splits = load_splits(DataConfig(**values))
+    source = f"{cfg.model_dir}/config.yaml, section 'data'"
+    splits = load_splits(config_from_dict(DialogueDataConfig, values, source))
     stats = {m: {k: np.asarray(v, dtype=np.float32) for k, v in st.items()}
              for m, st in (meta.get("normalization") or {}).items()}
     out = []
@@ -54,36 +55,27 @@ def load_prediction_dialogues(cfg: PredictGraphConfig, meta: dict, train_cfg: di
 
 def predict_dialogues(model, dialogues, batch_size: int = 32) -> list[dict]:
     """Rows ``dialogue_id, position, utterance_id, emotion, sentiment, p_<label>...`` for ``dialogues``."""
-    import torch
-    from erc.data.dialogues import make_loader
-
+    if not dialogues:
+        return []
     label_names = model.cfg.label_names or [str(k) for k in range(model.cfg.num_classes)]
     sent_names = model.cfg.sentiment_names or [str(k) for k in range(model.cfg.num_sentiments)]
+    res = run_inference(model, make_loader(dialogues, batch_size))
     rows = []
-    model.eval()
-    with torch.no_grad():
-        for batch in make_loader(dialogues, batch_size):
-            out = model(batch)
-            pe = torch.softmax(out.emotion_logits, -1).numpy()
-            ps = torch.softmax(out.sentiment_logits, -1).numpy()
-            for u in range(batch.num_nodes):
-                b = int(batch.batch[u])
-                d = dialogues[int(batch.dialogue_index[b])]
-                pos = int(batch.position[u])
-                row = {"dialogue_id": d.dialogue_id, "position": pos,
-                       "utterance_id": d.utterance_ids[pos] if d.utterance_ids else "",
-                       "label": int(batch.labels[u]), "emotion": label_names[int(pe[u].argmax())],
-                       "sentiment": sent_names[int(ps[u].argmax())]}
-                row.update({f"p_{n}": float(pe[u, k]) for k, n in enumerate(label_names)})
-                row.update({f"p_sentiment_{n}": float(ps[u, k]) for k, n in enumerate(sent_names)})
-                rows.append(row)
+    for u in range(len(res.labels)):
+        d = dialogues[int(res.dialogue_index[u])]
+        pos = int(res.position[u])
+        pe, ps = res.emotion_probs[u], res.sentiment_probs[u]
+        row = {"dialogue_id": d.dialogue_id, "position": pos,
+               "utterance_id": d.utterance_ids[pos] if d.utterance_ids else "",
+               "label": int(res.labels[u]), "emotion": label_names[int(pe.argmax())],
+               "sentiment": sent_names[int(ps.argmax())]}
+        row.update({f"p_{n}": float(pe[k]) for k, n in enumerate(label_names)})
+        row.update({f"p_sentiment_{n}": float(ps[k]) for k, n in enumerate(sent_names)})
+        rows.append(row)
     return rows
 
 
 def run_predict_graph(cfg: PredictGraphConfig) -> Path:
-    from erc.core.logs import setup_logging
-    from erc.graph.model import load_graph_model
-
     setup_logging(True)
     cfg.validate()
     model, meta = load_graph_model(cfg.model_dir)

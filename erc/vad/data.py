@@ -28,7 +28,7 @@ def session_sets(cfg, available: list[int]) -> tuple[list[int], list[int], list[
         i = available.index(k)
         val = available[i - 1]
         return [s for s in available if s not in (k, val)], [val], [k]
-    return list(cfg.train_sessions), list(cfg.val_sessions), list(cfg.test_sessions)
+    return list(cfg.train_sessions), list(cfg.valid_sessions), list(cfg.test_sessions)
 
 
 def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "auto"
@@ -70,7 +70,7 @@ def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "aut
         uniq = np.array(sorted(dialogues.unique()))
         perm = uniq[np.random.default_rng(seed).permutation(len(uniq))]
         n_test = int(round(cfg.test_fraction * len(uniq)))
-        n_val = int(round(cfg.val_fraction * len(uniq)))
+        n_val = int(round(cfg.valid_fraction * len(uniq)))
         test_d, val_d = set(perm[:n_test]), set(perm[n_test:n_test + n_val])
         masks = {"test": dialogues.isin(test_d).to_numpy(), "validation": dialogues.isin(val_d).to_numpy()}
         masks["train"] = ~(masks["test"] | masks["validation"])
@@ -91,7 +91,7 @@ class VADSplits:
 
 
 def build_splits(cfg, seed: int = 0) -> VADSplits:
-    """Read ``cfg.data``, split it, and return labeled splits as ``datasets.Dataset``s."""
+    """Read ``cfg.path`` (``cfg``: an UtteranceDataConfig), split it, return labeled splits as ``datasets.Dataset``s."""
     from datasets import Dataset, DatasetDict
 
     df, fmt = load_frame(cfg, require_labels=True)
@@ -108,7 +108,7 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
         if len(part) == 0:
             what = {"session": "sessions", "column": "split value", "dialogue": "dialogue fraction"}[mode]
             raise ConfigError(
-                f"--data {cfg.data}: the {name} split has no labeled utterances (check the {what}; "
+                f"--path {cfg.path}: the {name} split has no labeled utterances (check the {what}; "
                 f"e.g. IEMOCAP session 5 is text-only in some copies: use --test-sessions 4 or "
                 f"--leave-one-session-out 4)")
         out[name] = Dataset.from_pandas(part, preserve_index=False)
@@ -119,7 +119,7 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
             raise ConfigError(f"dialogue(s) {sorted(shared)[:3]} are in train and {name}; "
                               "a dialogue must stay in one split")
     logger.info("data %s (%s): %d rows, %d labeled; split by %s: train %d, validation %d, test %d%s",
-                cfg.data, fmt, len(df), int(lab.sum()), mode, len(out["train"]), len(out["validation"]),
+                cfg.path, fmt, len(df), int(lab.sum()), mode, len(out["train"]), len(out["validation"]),
                 len(out["test"]), " (test = validation)" if test_is_val else "")
     return VADSplits(frame=df, datasets=DatasetDict(out), mode=mode, test_is_validation=test_is_val, fmt=fmt)
 

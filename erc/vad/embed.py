@@ -31,13 +31,10 @@ def encoder_fn(model: str, pooling: str, batch_size: int):
 
 
 def run_embed(cfg: EmbedConfig) -> Path:
-    import torch
-
     from erc.core.config import save_config
-    from erc.core.logs import setup_logging
+    from erc.core.harness import start_local
 
-    setup_logging(True)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    start_local(cfg, Path(cfg.output).parent)   # logging, the one thread rule, output folder writable
     spec = get_spec(cfg.dataset)
     corpus = read_corpus(spec, cfg.path, synthetic_dialogues=cfg.synthetic_dialogues,
                          synthetic_seed=cfg.synthetic_seed)

@@ -18,7 +18,7 @@ def run_predict(cfg) -> dict:
     if not cfg.input:
         from erc.core.config import ConfigError
         raise ConfigError("field 'input': give --input (a CSV of texts, a .txt file or an IEMOCAP root)")
-    df = read_prediction_input(cfg.input, text_column=cfg.text_column, id_column=cfg.id_column)
+    df = read_prediction_input(cfg.input, text_column=cfg.data.text_column, id_column=cfg.data.id_column)
     model = VADRegressor.from_pretrained(cfg.model_dir)
     pred = model.predict(df["text"].tolist(), batch_size=cfg.batch_size, progress=True)
     rows = [{"utterance_id": uid, **{d: float(p[j]) for j, d in enumerate(VAD_NAMES)}}

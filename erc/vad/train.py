@@ -1,33 +1,45 @@
-"""Fine-tune a :class:`~erc.vad.model.VADRegressor` with Accelerate (``cli.py finetune``).
+"""Fine-tune a :class:`~erc.vad.model.VADRegressor` with Accelerate (``cli.py finetune``), on the harness.
 
-The order follows the Accelerate examples: config -> Accelerator -> logging ->
-seed -> data (tokenised under ``main_process_first``) -> ``prepare`` -> loop ->
-``save_state`` per epoch -> unwrap and ``save_pretrained`` the best model.
+The order follows the Accelerate examples: :func:`erc.core.harness.start_run`
+(config -> Accelerator -> logging -> threads -> seed -> run identity -> trackers)
+-> data (tokenised under ``main_process_first``) -> ``prepare`` -> resume -> loop
+-> named checkpoint per epoch (``checkpoints/epoch_N/``, also ``step_N/``) ->
+unwrap and ``save_pretrained`` the best model.
 
 Batches are dynamically padded and grouped by length (:class:`LengthGroupedSampler`,
 seeded by ``(seed, epoch)`` so an epoch's order never depends on global RNG
 state); evaluation gathers with ``gather_for_metrics`` so every example counts
 once whatever the number of processes. ``--resume`` restores model, optimizer,
-scheduler, RNG and the loop counters (:class:`TrainerState`, registered for
-checkpointing) and skips the batches already seen, so an interrupted run ends
-with the same numbers as an uninterrupted one.
+scheduler and RNG (``load_state``) and the loop counters (:class:`TrainerState`,
+``trainer_state.json`` in the checkpoint) and skips the batches already seen
+(``skip_first_batches``), so an interrupted run ends with the same numbers as an
+uninterrupted one. The learning-rate schedule counts optimizer steps (the
+scheduler steps once per optimizer step, whatever the number of processes), so a
+checkpoint written by N processes resumes in M with no adjustment.
 """
 from __future__ import annotations
 
 import logging
 import math
-import re
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
-from erc.core.accel import end_stage, use_cpu_processes
-from erc.core.config import ConfigError, save_config
-from erc.core.io import atomic_replace_dir, write_csv, write_json
+from erc.core.config import ConfigError
+from erc.core.harness import Checkpoints, Run, start_run
+from erc.core.io import write_csv, write_json
 from erc.core.metrics import VAD_NAMES, regression_metrics
+from erc.core.runs import select_best
+from erc.vad.data import build_splits
+from erc.vad.model import VADRegressor
+from erc.vad.plots import write_plots
+from erc.vad.stage import FINETUNE_IDENTITY, finetune_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +48,8 @@ LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_mse", "val_rmse", "val_ma
     ["val_pearson", "val_ccc", "n_val", "lr", "epoch_seconds"]
 HIGHER_IS_BETTER = {"val_ccc": True, "val_pearson": True, "val_loss": False, "val_mse": False,
                     "val_rmse": False, "val_mae": False}
+
+
 
 
 class LengthGroupedSampler(torch.utils.data.Sampler):
@@ -86,7 +100,7 @@ class LengthGroupedSampler(torch.utils.data.Sampler):
 
 
 class TrainerState:
-    """Loop counters and history, saved in every checkpoint via ``register_for_checkpointing``."""
+    """Loop counters and history, saved as ``trainer_state.json`` in every checkpoint."""
 
     def __init__(self):
         self.epoch = 0                 # epochs fully completed
@@ -124,8 +138,6 @@ def tokenize_splits(dsets, tokenizer, max_length: int):
 
 def make_collator(tokenizer, pad_to: int | None = None):
     """Dynamic padding (``pad_to=None``) or fixed padding to ``pad_to`` tokens."""
-    from transformers import DataCollatorWithPadding
-
     if pad_to:
         return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
     return DataCollatorWithPadding(tokenizer, padding="longest")
@@ -179,72 +191,40 @@ def evaluate(model, loader, accelerator) -> dict:
     return {"metrics": metrics, "pred": pred[order], "true": true[order], "idx": idx[order]}
 
 
-def _checkpoint_key(path: Path, steps_per_epoch: int) -> int:
-    m = re.fullmatch(r"(epoch|step)_(\d+)", path.name)
-    if not m:
-        return -1
-    n = int(m.group(2))
-    return n * steps_per_epoch if m.group(1) == "epoch" else n
-
-
-def _list_checkpoints(ckpt_dir: Path, steps_per_epoch: int) -> list[Path]:
-    if not ckpt_dir.is_dir():
-        return []
-    found = [p for p in ckpt_dir.iterdir() if p.is_dir() and _checkpoint_key(p, steps_per_epoch) >= 0]
-    return sorted(found, key=lambda p: (_checkpoint_key(p, steps_per_epoch), p.name.startswith("epoch")))
-
-
-def _save_checkpoint(accelerator, ckpt_dir: Path, name: str, keep: int, steps_per_epoch: int) -> Path:
-    """``save_state`` into a temporary folder, then move it into place atomically."""
-    final = ckpt_dir / name
-    tmp = ckpt_dir / f".{name}.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        atomic_replace_dir(tmp, final)
-        if keep > 0:
-            for old in _list_checkpoints(ckpt_dir, steps_per_epoch)[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or name.startswith("scaler")
 
 
-def run_finetune(cfg) -> dict:
-    """Train, select the best epoch on validation, test it; returns paths and metrics."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
-    from erc.core.logs import setup_logging
-    from erc.vad.data import build_splits
-    from erc.vad.model import VADRegressor
+@dataclass
+class FinetuneParts:
+    """Data, model and loop objects of one fine-tuning run (prepared by Accelerate)."""
 
-    if cfg.metric_for_best not in HIGHER_IS_BETTER:
-        raise ConfigError(f"field 'metric_for_best': expected one of {sorted(HIGHER_IS_BETTER)}")
-    out_dir = Path(cfg.output_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    # Several CPU processes come through torchrun; see erc.core.accel.use_cpu_processes.
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                              mixed_precision=cfg.mixed_precision, cpu=use_cpu_processes())
-    setup_logging(accelerator.is_main_process)
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    set_seed(cfg.seed)
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
+    splits: Any
+    tokenized: dict
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    sampler: LengthGroupedSampler
+    train_loader: Any
+    val_loader: Any
+    test_loader: Any
+    steps_per_epoch: int
+    total_steps: int
 
-    # ---- data and model ------------------------------------------------------------------
+
+def _selection_column(cfg) -> str:
+    """The train_log.csv column that picks the best epoch (``val_`` + ``selection_metric``)."""
+    column = f"val_{cfg.selection_metric}"
+    if column not in HIGHER_IS_BETTER:
+        raise ConfigError(f"field 'selection_metric': expected one of {sorted(c[4:] for c in HIGHER_IS_BETTER)}")
+    return column
+
+
+def build_parts(cfg, accelerator) -> FinetuneParts:
+    """Splits, encoder + head (scaler fitted on train), tokenised loaders, AdamW, linear schedule; prepared."""
     with accelerator.main_process_first():
-        splits = build_splits(cfg, seed=cfg.seed)
+        splits = build_splits(cfg.data, seed=cfg.seed)
         # builtin:tiny is built on first use: one process builds it, the others then load it
         model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
                                                max_length=cfg.max_length)
@@ -263,165 +243,202 @@ def run_finetune(cfg) -> dict:
     optimizer = torch.optim.AdamW([
         {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
-    ], lr=cfg.learning_rate)
+    ], lr=cfg.lr)
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader, test_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = int(cfg.warmup_ratio * total_steps)
-    # the prepared scheduler ticks once per process per optimizer step
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps * accelerator.num_processes,
-                                                total_steps * accelerator.num_processes)
-    scheduler = accelerator.prepare(scheduler)
+    # counted in optimizer steps: the harness's Accelerator does not tick it once per process
+    scheduler = accelerator.prepare(get_linear_schedule_with_warmup(
+        optimizer, int(cfg.warmup_ratio * total_steps), total_steps))
+    return FinetuneParts(splits, tok, model, optimizer, scheduler, sampler, train_loader, val_loader,
+                         test_loader, steps_per_epoch, total_steps)
+
+
+def _resume(cfg, ckpts: Checkpoints, accelerator) -> TrainerState:
+    """A fresh :class:`TrainerState`, or the one of the checkpoint ``cfg.resume`` asks for.
+
+    ``never``: start fresh (earlier checkpoints of this run are removed); ``auto``: the newest
+    complete checkpoint if any; ``latest``: the same, an error if there is none; else a folder.
+    """
     state = TrainerState()
     state.num_processes = accelerator.num_processes
-    accelerator.register_for_checkpointing(state)
-
-    # ---- resume ----------------------------------------------------------------------------
-    if cfg.resume:
+    if cfg.resume == "never":
+        if ckpts.clear():
+            logger.info("starting from scratch: earlier checkpoints of this run removed (resume with --resume auto)")
+        return state
+    which = "latest" if cfg.resume in ("auto", "latest") else cfg.resume
+    got = ckpts.resume(which, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
+    if got is None:
         if cfg.resume == "latest":
-            found = _list_checkpoints(ckpt_dir, steps_per_epoch)
-            if not found:
-                raise ConfigError(f"--resume latest: no checkpoints under {ckpt_dir}")
-            resume_path = found[-1]
-        else:
-            resume_path = Path(cfg.resume)
-            if not resume_path.is_dir():
-                raise ConfigError(f"--resume {cfg.resume}: no such checkpoint folder")
-        accelerator.load_state(str(resume_path))
-        old_np, state.num_processes = state.num_processes, accelerator.num_processes
-        if old_np != accelerator.num_processes:
-            # the scheduler counted old_np ticks per step; re-express it for this run's world size
-            sch = scheduler.scheduler
-            sch.last_epoch = state.completed_steps * accelerator.num_processes
-            lrs = [base * lam(sch.last_epoch) for base, lam in zip(sch.base_lrs, sch.lr_lambdas)]
-            for group, lr in zip(optimizer.param_groups, lrs):
-                group["lr"] = lr
-            sch._last_lr = lrs
-            if state.batches_in_epoch:
-                seen = state.batches_in_epoch * old_np
-                if seen % accelerator.num_processes:
-                    logger.warning("resuming mid-epoch with a different number of processes: "
-                                   "%d batches cannot be split evenly; rounding down", seen)
-                state.batches_in_epoch = seen // accelerator.num_processes
-        logger.info("resumed from %s (epoch %d done, %d steps, %d batches into the epoch)",
-                    resume_path, state.epoch, state.completed_steps, state.batches_in_epoch)
+            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {ckpts.dir}")
+        return state
+    saved, path = got
+    state.load_state_dict(saved)
+    old_np, state.num_processes = state.num_processes, accelerator.num_processes
+    if state.batches_in_epoch and old_np != accelerator.num_processes:
+        seen = state.batches_in_epoch * old_np
+        if seen % accelerator.num_processes:
+            logger.warning("resuming mid-epoch with a different number of processes: "
+                           "%d batches cannot be split evenly; rounding down", seen)
+        state.batches_in_epoch = seen // accelerator.num_processes
+    logger.info("resumed from %s (epoch %d done, %d steps, %d batches into the epoch)",
+                path, state.epoch, state.completed_steps, state.batches_in_epoch)
+    return state
 
-    # ---- train -----------------------------------------------------------------------------
-    logger.info("training: %d examples, %d epochs, %d steps/epoch, %d processes, batch %d/process",
-                len(tok["train"]), cfg.epochs, steps_per_epoch, accelerator.num_processes, cfg.batch_size)
-    progress = tqdm(total=total_steps, initial=state.completed_steps, desc="finetune",
-                    disable=not accelerator.is_local_main_process)
-    higher = HIGHER_IS_BETTER[cfg.metric_for_best]
-    best_dir = out_dir / "best_model"
-    interrupted = False
-    while state.epoch < cfg.epochs and not state.stopped_early and not interrupted:
-        epoch = state.epoch
-        model.train()
-        sampler.set_epoch(epoch)
-        train_loader.set_epoch(epoch)
-        skip = state.batches_in_epoch
-        active = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
-        t0 = time.perf_counter()
-        for batch in active:
-            with accelerator.accumulate(model):
-                out = model(**_model_inputs(batch))
-                loss = out["loss"]
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+
+def train_epoch(cfg, parts: FinetuneParts, state: TrainerState, ckpts: Checkpoints, accelerator, progress) -> bool:
+    """One (possibly resumed) epoch of optimizer steps; step checkpoints on the way. True if told to stop."""
+    model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
+    epoch = state.epoch
+    model.train()
+    parts.sampler.set_epoch(epoch)
+    parts.train_loader.set_epoch(epoch)
+    skip = state.batches_in_epoch
+    active = accelerator.skip_first_batches(parts.train_loader, skip) if skip else parts.train_loader
+    t0 = time.perf_counter()
+    for batch in active:
+        with accelerator.accumulate(model):
+            loss = model(**_model_inputs(batch))["loss"]
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
                 scheduler.step()
-                optimizer.zero_grad()
-            state.loss_sum += float(accelerator.reduce(loss.detach().float(), "mean"))
-            state.loss_count += 1
-            state.batches_in_epoch += 1
-            if accelerator.sync_gradients:
-                state.completed_steps += 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", epoch=epoch + 1)
-                if cfg.checkpointing_steps and state.completed_steps % cfg.checkpointing_steps == 0:
-                    state.epoch_seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    _save_checkpoint(accelerator, ckpt_dir, f"step_{state.completed_steps}",
-                                     cfg.keep_checkpoints, steps_per_epoch)
-                if cfg.stop_after_steps and state.completed_steps >= cfg.stop_after_steps:
-                    interrupted = True
-                    break
-        if interrupted:
-            break
-        state.epoch_seconds += time.perf_counter() - t0
-        ev = evaluate(model, val_loader, accelerator)["metrics"]
-        row = {"epoch": epoch + 1, "train_loss": state.loss_sum / max(state.loss_count, 1),
-               "val_loss": ev["loss"], "val_mse": ev["mse"], "val_rmse": ev["rmse"], "val_mae": ev["mae"]}
-        for d in VAD_NAMES:
-            row[f"val_{d}_pearson"] = ev[f"{d}_pearson"]
-        for d in VAD_NAMES:
-            row[f"val_{d}_ccc"] = ev[f"{d}_ccc"]
-        row.update(val_pearson=ev["pearson"], val_ccc=ev["ccc"], n_val=ev["n"],
-                   lr=scheduler.get_last_lr()[0], epoch_seconds=round(state.epoch_seconds, 3))
-        state.log_rows.append(row)
-        value = row[cfg.metric_for_best]
-        improved = state.best_value is None or (np.isfinite(value) and (
-            value > state.best_value if higher else value < state.best_value))
-        if improved:
-            state.best_value, state.best_epoch, state.bad_epochs = float(value), epoch + 1, 0
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(best_dir)
-        else:
-            state.bad_epochs += 1
-            if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
-                state.stopped_early = True
-                logger.info("early stopping: no %s improvement for %d epochs", cfg.metric_for_best,
-                            state.bad_epochs)
-        accelerator.print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-                          f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f} "
-                          f"({row['epoch_seconds']:.1f}s train)")
-        if accelerator.is_main_process:
-            write_csv(out_dir / "train_log.csv", state.log_rows, LOG_COLUMNS)
-        state.epoch, state.batches_in_epoch = epoch + 1, 0
-        state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
-        _save_checkpoint(accelerator, ckpt_dir, f"epoch_{epoch + 1}", cfg.keep_checkpoints, steps_per_epoch)
-    progress.close()
-    if interrupted:
-        logger.info("stopped after %d steps (--stop-after-steps); resume with --resume latest",
-                    state.completed_steps)
-        return {"interrupted": True, "completed_steps": state.completed_steps, "output_dir": str(out_dir)}
+            optimizer.zero_grad()
+        state.loss_sum += float(accelerator.reduce(loss.detach().float(), "mean"))
+        state.loss_count += 1
+        state.batches_in_epoch += 1
+        if accelerator.sync_gradients:
+            state.completed_steps += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", epoch=epoch + 1)
+            if cfg.checkpointing_steps and state.completed_steps % cfg.checkpointing_steps == 0:
+                state.epoch_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                ckpts.save(f"step_{state.completed_steps}", state.state_dict(), state.completed_steps)
+            if cfg.stop_after_steps and state.completed_steps >= cfg.stop_after_steps:
+                return True
+    state.epoch_seconds += time.perf_counter() - t0
+    return False
 
-    # ---- test with the best-validation model ---------------------------------------------------
+
+def _log_row(epoch: int, state: TrainerState, ev: dict, lr: float) -> dict:
+    row = {"epoch": epoch, "train_loss": state.loss_sum / max(state.loss_count, 1),
+           "val_loss": ev["loss"], "val_mse": ev["mse"], "val_rmse": ev["rmse"], "val_mae": ev["mae"]}
+    for d in VAD_NAMES:
+        row[f"val_{d}_pearson"] = ev[f"{d}_pearson"]
+    for d in VAD_NAMES:
+        row[f"val_{d}_ccc"] = ev[f"{d}_ccc"]
+    row.update(val_pearson=ev["pearson"], val_ccc=ev["ccc"], n_val=ev["n"], lr=lr,
+               epoch_seconds=round(state.epoch_seconds, 3))
+    return row
+
+
+def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: Checkpoints) -> None:
+    """Validate, select (best model saved at a new best), early stopping, log, epoch checkpoint."""
+    accelerator, epoch = run.accelerator, state.epoch
+    column = _selection_column(cfg)
+    ev = evaluate(parts.model, parts.val_loader, accelerator)["metrics"]
+    row = _log_row(epoch + 1, state, ev, parts.scheduler.get_last_lr()[0])
+    state.log_rows.append(row)
+    try:
+        best = select_best([r[column] for r in state.log_rows], HIGHER_IS_BETTER[column])
+    except ValueError:
+        logger.warning("epoch %d: no finite %s so far; no best model yet", epoch + 1, column)
+        best = None
+    if best == len(state.log_rows) - 1:
+        state.best_value, state.best_epoch, state.bad_epochs = float(row[column]), epoch + 1, 0
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            accelerator.unwrap_model(parts.model).save_pretrained(finetune_outputs(run.output_dir)["model"])
+    else:
+        state.bad_epochs = len(state.log_rows) - 1 - (best if best is not None else -1)
+        if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
+            state.stopped_early = True
+            logger.info("early stopping: no %s improvement for %d epochs", column, state.bad_epochs)
+    accelerator.print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+                      f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f} "
+                      f"({row['epoch_seconds']:.1f}s train)")
+    if accelerator.is_main_process:
+        write_csv(finetune_outputs(run.output_dir)["log"], state.log_rows, LOG_COLUMNS)
+    run.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+    state.epoch, state.batches_in_epoch = epoch + 1, 0
+    state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
+    ckpts.save(f"epoch_{epoch + 1}", state.state_dict(), state.completed_steps)
+
+
+def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState) -> dict:
+    """Load the best-validation model, evaluate test (and validation again); write metrics, predictions, plots."""
+    accelerator, out_dir = run.accelerator, run.output_dir
+    files = finetune_outputs(out_dir)
+    best_dir = files["model"]
     accelerator.wait_for_everyone()
+    if not best_dir.is_dir():
+        raise ValueError(f"no epoch had a finite {_selection_column(cfg)}: no best model to test "
+                         f"(see {files['log']})")
     best = VADRegressor.from_pretrained(best_dir)
-    accelerator.unwrap_model(model).load_state_dict(best.state_dict())
-    test = evaluate(model, test_loader, accelerator)
-    val = evaluate(model, val_loader, accelerator)["metrics"]
+    accelerator.unwrap_model(parts.model).load_state_dict(best.state_dict())
+    test = evaluate(parts.model, parts.test_loader, accelerator)
+    val = evaluate(parts.model, parts.val_loader, accelerator)["metrics"]
+    splits = parts.splits
     result = {
         "output_dir": str(out_dir), "best_model": str(best_dir), "best_epoch": state.best_epoch,
-        "metric_for_best": cfg.metric_for_best, "best_value": state.best_value,
+        "metric_for_best": _selection_column(cfg), "best_value": state.best_value,
         "epochs_run": state.epoch, "stopped_early": state.stopped_early,
         "test_is_validation": splits.test_is_validation, "split": splits.mode,
-        "n_train": len(tok["train"]), "n_validation": val["n"], "n_test": test["metrics"]["n"],
+        "n_train": len(parts.tokenized["train"]), "n_validation": val["n"], "n_test": test["metrics"]["n"],
         "num_processes": accelerator.num_processes,
         "seconds_per_epoch": float(np.mean([r["epoch_seconds"] for r in state.log_rows])) if state.log_rows else None,
         "test": test["metrics"], "validation": val,
     }
     if accelerator.is_main_process:
-        write_json(out_dir / "metrics.json", result)
+        write_json(files["metrics"], result)
         test_ids = splits.datasets["test"]["utterance_id"]
         rows = [{"utterance_id": test_ids[int(i)],
                  **{f"true_{d}": float(t[j]) for j, d in enumerate(VAD_NAMES)},
                  **{f"pred_{d}": float(p[j]) for j, d in enumerate(VAD_NAMES)}}
                 for i, t, p in zip(test["idx"], test["true"], test["pred"])]
-        write_csv(out_dir / "test_predictions.csv", rows)
+        write_csv(files["predictions"], rows)
         if cfg.plots:
-            from erc.vad.plots import write_plots
             result["plots"] = write_plots(out_dir, state.log_rows, test["pred"], test["true"])
-        logger.info("test (%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", cfg.metric_for_best,
+        logger.info("test (%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", _selection_column(cfg),
                     state.best_epoch, test["metrics"]["ccc"], test["metrics"]["pearson"],
                     test["metrics"]["rmse"], " [test = validation split]" if splits.test_is_validation else "")
-    accelerator.wait_for_everyone()
-    end_stage(accelerator)  # keeps the process group when a pipeline runs more stages
-    result["paths"] = {k: str(out_dir / v) for k, v in dict(
-        config="config.yaml", train_log="train_log.csv", metrics="metrics.json",
-        predictions="test_predictions.csv", best_model="best_model", checkpoints="checkpoints").items()}
+    return result
+
+
+def run_finetune(cfg) -> dict:
+    """Train, select the best epoch on validation, test it; returns paths and metrics."""
+    _selection_column(cfg)              # a bad selection metric fails before anything starts
+    run = start_run(cfg, "finetune", FINETUNE_IDENTITY, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                    step_scheduler_with_optimizer=False)
+    accelerator = run.accelerator
+    parts = build_parts(cfg, accelerator)
+    ckpts = run.checkpoints(finetune_outputs(run.output_dir)["checkpoints"], keep=cfg.keep_checkpoints)
+    state = _resume(cfg, ckpts, accelerator)
+    logger.info("training: %d examples, %d epochs, %d steps/epoch, %d processes, batch %d/process",
+                len(parts.tokenized["train"]), cfg.epochs, parts.steps_per_epoch, accelerator.num_processes,
+                cfg.batch_size)
+    progress = tqdm(total=parts.total_steps, initial=state.completed_steps, desc="finetune",
+                    disable=not accelerator.is_local_main_process)
+    interrupted = False
+    while state.epoch < cfg.epochs and not state.stopped_early:
+        if train_epoch(cfg, parts, state, ckpts, accelerator, progress):
+            interrupted = True
+            break
+        end_epoch(cfg, run, parts, state, ckpts)
+    progress.close()
+    if interrupted:
+        logger.info("stopped after %d steps (--stop-after-steps); resume with --resume auto",
+                    state.completed_steps)
+        run.finish()
+        return {"interrupted": True, "completed_steps": state.completed_steps, "output_dir": str(run.output_dir)}
+    result = evaluate_best_model(cfg, run, parts, state)
+    run.finish()  # keeps the process group when a pipeline runs more stages
+    out = finetune_outputs(run.output_dir)
+    result["paths"] = {k: str(out[v]) for k, v in dict(
+        config="config", train_log="log", metrics="metrics", predictions="predictions",
+        best_model="model", checkpoints="checkpoints").items()}
     return result

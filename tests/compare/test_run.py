@@ -1,6 +1,7 @@
 """``cli.py compare`` end to end on the synthetic corpus: report files, numbers, resume, HTML images."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--synthetic-dialogues", "30", "--class-sets", "iemocap4", "iemocap6",
         "--forest-seeds", "0", "--forest-n-estimators", "15", "--forest-max-depth", "0", "4",
         "--forest-min-samples-leaf", "1", "--tsne-max-points", "80", "--finetune-epochs", "1",
-        "--threads", "1"]
+        "--num-threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_compare_writes_all_three_report_files(compare_run):
         assert (compare_run / name).is_file(), name
     rep = json.loads((compare_run / "report.json").read_text())
     names = [s["name"] for s in rep["settings"]]
-    assert names == ["zero-shot anchor", "fine-tuned seed0", "gold V/A/D (ceiling)"]
+    assert names == ["zero-shot anchor", "fine-tuned seed_0", "gold V/A/D (ceiling)"]
     assert [s["uses_labels"] for s in rep["settings"]] == [False, True, True]
     assert set(rep["emotion_metrics"]) == {"iemocap4", "iemocap6"}
     assert rep["emotion_metrics"]["iemocap4"]["labels"] == ["ang", "hap", "sad", "neu"]
@@ -85,11 +86,11 @@ def test_rerun_reuses_cached_predictions(compare_run, tiny_encoder_dir):
         "model": str(tiny_encoder_dir), "output_dir": str(compare_run), "synthetic_dialogues": 30,
         "class_sets": ["iemocap4"], "forest_seeds": [0], "forest_n_estimators": [15],
         "forest_max_depth": [0], "forest_min_samples_leaf": [1], "tsne_max_points": 80,
-        "finetuned": [str(compare_run / "finetune" / "seed0")], "train_finetuned": False, "threads": 1})
+        "finetuned": [str(compare_run / "finetune" / "seed_0")], "train_finetuned": False, "num_threads": 1})
     rep = run_compare(cfg, command="test")
     after = {p.name: p.stat().st_mtime_ns for p in (compare_run / "predictions").glob("*.npz")}
     assert before == after  # nothing recomputed
-    assert [s["name"] for s in rep["settings"]][:2] == ["zero-shot anchor", "fine-tuned seed0"]
+    assert [s["name"] for s in rep["settings"]][:2] == ["zero-shot anchor", "fine-tuned seed_0"]
 
 
 def test_html_images_load_in_headless_chromium(compare_run, tmp_path):
@@ -122,16 +123,16 @@ def test_custom_table_with_its_own_labels(tmp_path, synthetic_corpus, tiny_encod
     csv = tmp_path / "t.csv"
     table.drop(columns=["emotion"]).to_csv(csv, index=False)
     cfg = resolve_config(CompareConfig, {
-        "data": "table", "data_path": str(csv), "emotion_column": "mood", "id_column": "utterance_id",
+        "format": "table", "path": str(csv), "emotion_column": "mood", "id_column": "utterance_id",
         "dialogue_column": "dialogue_id", "class_sets": ["all"], "model": str(tiny_encoder_dir),
         "forest_seeds": [0], "forest_n_estimators": [10], "forest_max_depth": [0],
-        "forest_min_samples_leaf": [1], "tsne_max_points": 40, "threads": 1, "train_finetuned": False,
+        "forest_min_samples_leaf": [1], "tsne_max_points": 40, "num_threads": 1, "train_finetuned": False,
         "output_dir": str(tmp_path / "out")})
     data = load_compare_data(cfg)
     assert not set(data.train["dialogue_id"]) & set(data.test["dialogue_id"])
     rep = run_compare(cfg, command="test")
     assert rep["emotion_metrics"]["all"]["labels"] == ["bad", "good", "meh"]
     assert (tmp_path / "out" / "report.html").is_file()
-    bad = dict(cfg.__dict__, emotion_column="nope")
+    bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, emotion_column="nope"))
     with pytest.raises(ConfigError, match="nope"):
-        load_compare_data(CompareConfig(**bad))
+        load_compare_data(bad)

@@ -16,11 +16,11 @@ TINY = {
     "synthetic_dialogues": 30,
     "finetune": {"epochs": 1, "batch_size": 16, "num_threads": 1},
     "embed": {"batch_size": 64},
-    "graph": {"epochs": 2, "hidden_dim": 16, "layers": [1, 1, 1], "win_p": 2, "win_f": 2, "shift_win": 3,
-              "batch_size": 8, "progress": False, "num_threads": 1},
-    "compare": {"test_sessions": [5], "forest_seeds": [0], "forest_n_estimators": [20],
+    "train_graph": {"epochs": 2, "hidden_dim": 16, "layers": [1, 1, 1], "win_p": 2, "win_f": 2, "shift_win": 3,
+                    "batch_size": 8, "progress": False, "num_threads": 1},
+    "compare": {"data": {"test_sessions": [5]}, "forest_seeds": [0], "forest_n_estimators": [20],
                 "forest_max_depth": [0], "forest_min_samples_leaf": [1], "cv_folds": 2,
-                "class_sets": ["iemocap4"], "tsne_max_points": 100, "threads": 1},
+                "class_sets": ["iemocap4"], "tsne_max_points": 100, "num_threads": 1},
 }
 
 
@@ -35,8 +35,8 @@ def _run(project_root, cfg_path, *extra):
 def test_stage_chaining_is_explicit(tmp_path):
     cfg = resolve_config(PipelineConfig, {"output_dir": str(tmp_path)})
     g = graph_config(cfg)
-    assert g.text_source == "embeddings"
-    assert g.text_embeddings == str(stage_dir(cfg, "embed") / "embeddings.npz")
+    assert g.data.text_source == "embeddings"
+    assert g.data.text_embeddings == str(stage_dir(cfg, "embed") / "embeddings.npz")
     assert g.output_dir == str(tmp_path / "train_graph")
     assert not is_complete(cfg, "finetune")
 
@@ -45,7 +45,7 @@ def test_unknown_stage_and_section_field_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="stages"):
         resolve_config(PipelineConfig, {"stages": ["finetune", "train"]})
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"graph": {"hiden_dim": 8}}))
+    bad.write_text(yaml.safe_dump({"train_graph": {"hiden_dim": 8}}))
     cfg = resolve_config(PipelineConfig, None, bad)
     with pytest.raises(ConfigError, match="hiden_dim"):
         graph_config(cfg)
@@ -108,3 +108,32 @@ def test_pipeline_two_processes(tmp_path, project_root):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert json.loads((out / "train_graph" / "results.json").read_text())["num_processes"] == 2
     assert (out / "compare" / "report.html").is_file() and (out / "summary.md").is_file()
+
+
+def test_second_pipeline_run_with_another_config_is_refused_then_overwrite(tmp_path):
+    """A complete stage is skipped only with the same run identity: another lr or data stops the pipeline
+    before it writes anything, naming the stage and the fields; --overwrite clears the folder and reruns."""
+    from erc.core.config import config_from_dict
+    from erc.core.runs import RunMismatchError
+    from erc.pipeline import run_pipeline
+
+    out = tmp_path / "p"
+    base = {"output_dir": str(out), "stages": ["finetune"], "synthetic_dialogues": 12,
+            "finetune": {"epochs": 1, "batch_size": 16, "num_threads": 1, "plots": False}}
+    run_pipeline(config_from_dict(PipelineConfig, base))
+    marker = out / "finetune" / MARKER
+    before = {str(p): p.stat().st_mtime_ns for p in out.rglob("*")}
+    run_pipeline(config_from_dict(PipelineConfig, base))                       # same config: skipped
+    stage_files = {k: v for k, v in before.items() if "/finetune/" in k}
+    assert {str(p): p.stat().st_mtime_ns for p in (out / "finetune").rglob("*")} == stage_files
+    snapshot = {str(p): p.stat().st_mtime_ns for p in out.rglob("*")}
+    changed = {**base, "synthetic_dialogues": 14, "finetune": {**base["finetune"], "lr": 1.0e-3}}
+    with pytest.raises(RunMismatchError) as err:
+        run_pipeline(config_from_dict(PipelineConfig, changed))
+    msg = str(err.value)
+    assert "finetune (" in msg and "lr 0.002 -> 0.001" in msg and "data.synthetic_dialogues 12 -> 14" in msg
+    assert "--force finetune" in msg and "--overwrite" in msg and "--output-dir" in msg
+    assert {str(p): p.stat().st_mtime_ns for p in out.rglob("*")} == snapshot   # nothing written
+    run_pipeline(config_from_dict(PipelineConfig, {**changed, "overwrite": True}))
+    assert json.loads((out / "finetune" / "run.json").read_text())["config"]["lr"] == 1.0e-3
+    assert marker.stat().st_mtime_ns != before[str(marker)]

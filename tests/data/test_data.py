@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import (carve_validation, load_splits, make_loader, merge_dialogue_records,
                          split_by_dialogue)
 from erc.data.synthetic_pickles import write_layout_pickle
@@ -16,8 +16,8 @@ from erc.data.synthetic_pickles import write_layout_pickle
 
 @pytest.fixture(scope="module")
 def splits():
-    return load_splits(DataConfig(dataset="synthetic", modalities=["text", "audio", "timing"],
-                                  synthetic_dialogues=30, split_seed=3))
+    return load_splits(DialogueDataConfig(dataset="synthetic", modalities=["text", "audio", "timing"],
+                                          synthetic_dialogues=30, split_seed=3))
 
 
 def test_carve_is_seeded_disjoint_and_order_free():
@@ -43,14 +43,14 @@ def test_file_valid_ids_are_used(tmp_path):
     import pickle
 
     obj = pickle.loads(path.read_bytes())
-    s = load_splits(DataConfig(dataset="meld", path=str(path), modalities=["text"], valid_ratio=0.5))
+    s = load_splits(DialogueDataConfig(dataset="meld", path=str(path), modalities=["text"], valid_fraction=0.5))
     assert [d.dialogue_id for d in s.valid] == list(obj[13])       # validVid, ratio ignored
     assert [d.dialogue_id for d in s.test] == list(obj[12])
 
 
 def test_normalisation_fitted_on_train_only(splits):
-    raw = load_splits(DataConfig(dataset="synthetic", modalities=["text", "audio", "timing"],
-                                 synthetic_dialogues=30, split_seed=3, normalize=[]))
+    raw = load_splits(DialogueDataConfig(dataset="synthetic", modalities=["text", "audio", "timing"],
+                                         synthetic_dialogues=30, split_seed=3, normalize=[]))
     for m in ("audio", "timing"):
         tr = np.concatenate([d.features[m] for d in splits.train])
         np.testing.assert_allclose(tr.mean(0), 0, atol=1e-4)
@@ -65,7 +65,7 @@ def test_normalisation_fitted_on_train_only(splits):
 
 def test_modality_subsets():
     for mods in (["text"], ["text", "timing"], ["audio", "visual"], ["text", "audio", "visual", "timing"]):
-        s = load_splits(DataConfig(dataset="synthetic", modalities=mods, synthetic_dialogues=10))
+        s = load_splits(DialogueDataConfig(dataset="synthetic", modalities=mods, synthetic_dialogues=10))
         assert list(s.dims) == mods and all(list(d.features) == mods for d in s.train)
 
 
@@ -129,10 +129,10 @@ sys.path.insert(0, os.getcwd())
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import load_splits, make_loader, split_by_dialogue, merge_dialogue_records
 acc = Accelerator(cpu=True)
-s = load_splits(DataConfig(dataset="synthetic", modalities=["text", "audio"], synthetic_dialogues=25))
+s = load_splits(DialogueDataConfig(dataset="synthetic", modalities=["text", "audio"], synthetic_dialogues=25))
 loader = acc.prepare(make_loader(s.test + s.valid, batch_size=2))
 recs, mine = [], []
 for b in loader:

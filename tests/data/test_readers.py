@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import load_splits
 from erc.data.readers import detect, read_corpus, read_meld_csv, read_pickle
 from erc.data.registry import DATASETS, get_spec
@@ -70,8 +70,8 @@ def test_each_layout_reads_back(tmp_path, name):
 def test_text_modes_on_four_layers(tmp_path, mode, expected):
     obj = build_layout("iemocap6", n_dialogues=6, seed=0)
     path = write_layout_pickle(tmp_path / "i6.pkl", "iemocap6", obj)
-    splits = load_splits(DataConfig(dataset="iemocap6", path=str(path), modalities=["text"],
-                                    text_mode=mode, normalize=[]))
+    splits = load_splits(DialogueDataConfig(dataset="iemocap6", path=str(path), modalities=["text"],
+                                            text_mode=mode, normalize=[]))
     d = splits.train[0]
     f = dict(zip(get_spec("iemocap6").fields, obj))
     layers = [f[f"videoText{i}"][d.dialogue_id] for i in range(4)]
@@ -82,7 +82,7 @@ def test_text_modes_on_four_layers(tmp_path, mode, expected):
 def test_single_layer_file_rejects_layer_3(tmp_path):
     path = write_layout_pickle(tmp_path / "i4.pkl", "iemocap4", n_dialogues=5)
     with pytest.raises(ValueError, match="text_mode 3.*1 text layer"):
-        load_splits(DataConfig(dataset="iemocap4", path=str(path), modalities=["text"], text_mode="3"))
+        load_splits(DialogueDataConfig(dataset="iemocap4", path=str(path), modalities=["text"], text_mode="3"))
 
 
 def test_iemocap6_sentiments_from_emotions(tmp_path):
@@ -158,8 +158,8 @@ def test_meld_csv_reader(tmp_path):
     np.testing.assert_array_equal(d.sentiments, [1, 2])      # MELD's own: positive, negative
     np.testing.assert_allclose(d.start, [1.0, 2.0])
     np.testing.assert_allclose(c.dialogues["test_0"].end, [3601.0])
-    s = load_splits(DataConfig(dataset="meld_csv", path=str(tmp_path), modalities=["text", "timing"],
-                               normalize=[], timing_transform="none"))
+    s = load_splits(DialogueDataConfig(dataset="meld_csv", path=str(tmp_path), modalities=["text", "timing"],
+                                       normalize=[], timing_transform="none"))
     np.testing.assert_allclose(s.train[0].features["timing"], [[1.5, 2 / 1.5, 0, 0], [1.0, 2.0, 0, 0.5]],
                                rtol=1e-6)
 
@@ -180,12 +180,12 @@ def test_iemocap_release_reader(synthetic_release, synthetic_corpus):
 
 
 def test_synthetic_dataset_all_modalities():
-    s = load_splits(DataConfig(dataset="synthetic", modalities=["text", "audio", "visual", "timing"],
-                               synthetic_dialogues=20))
+    s = load_splits(DialogueDataConfig(dataset="synthetic", modalities=["text", "audio", "visual", "timing"],
+                                       synthetic_dialogues=20))
     assert s.dims == {"text": 256, "audio": 32, "visual": 24, "timing": 4}
     assert all(d.dialogue_id.startswith("Syn05") for d in s.test)
     assert not any(d.dialogue_id.startswith("Syn05") for d in s.train + s.valid)
-    again = load_splits(DataConfig(dataset="synthetic", modalities=["text"], synthetic_dialogues=20))
+    again = load_splits(DialogueDataConfig(dataset="synthetic", modalities=["text"], synthetic_dialogues=20))
     np.testing.assert_array_equal(again.train[0].features["text"], s.train[0].features["text"])
 
 

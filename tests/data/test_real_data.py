@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import load_splits
 from erc.data.readers import read_corpus
 from erc.data.registry import get_spec
@@ -21,8 +21,8 @@ def _counts(s):
 def test_cosmic_iemocap_counts_and_timing_join():
     pkl = require_data("cosmic", "iemocap.pkl")
     root = require_data("iemocap", "IEMOCAP_full_release")
-    s = load_splits(DataConfig(dataset="cosmic_iemocap", path=str(pkl), modalities=["text", "timing"],
-                               release_root=str(root), normalize=[]))
+    s = load_splits(DialogueDataConfig(dataset="cosmic_iemocap", path=str(pkl), modalities=["text", "timing"],
+                                       release_root=str(root), normalize=[]))
     assert _counts(s) == ((108, 12, 31), 7433)     # every utterance matched a release transcription
     assert all(d.dialogue_id.startswith("Ses05") for d in s.test)
     timing = np.concatenate([d.features["timing"] for d in s.train + s.valid + s.test])
@@ -58,8 +58,8 @@ def test_cosmic_iemocap_join_agrees_with_release_labels():
 def test_cosmic_meld_counts_and_csv_timing():
     pkl = require_data("cosmic", "meld.pkl")
     csv = require_data("meld")
-    s = load_splits(DataConfig(dataset="cosmic_meld", path=str(pkl), meld_csv_dir=str(csv),
-                               modalities=["text", "timing"]))
+    s = load_splits(DialogueDataConfig(dataset="cosmic_meld", path=str(pkl), meld_csv_dir=str(csv),
+                                       modalities=["text", "timing"]))
     assert _counts(s) == ((1038, 114, 280), 13708)
     assert s.num_classes == 7 and s.sentiment_names == ("neutral", "positive", "negative")
     assert "\x92" not in "".join(t for d in s.train for t in d.texts)   # cp1252 repaired
@@ -67,7 +67,7 @@ def test_cosmic_meld_counts_and_csv_timing():
 
 def test_meld_csv_counts():
     csv = require_data("meld")
-    s = load_splits(DataConfig(dataset="meld_csv", path=str(csv), modalities=["text", "timing"]))
+    s = load_splits(DialogueDataConfig(dataset="meld_csv", path=str(csv), modalities=["text", "timing"]))
     assert _counts(s) == ((1038, 114, 280), 13708)
 
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import load_splits
 from erc.data.synthetic_pickles import write_layout_pickle
 from erc.data.text import hash_featurize, join_embeddings, read_embeddings, write_embeddings
@@ -84,15 +84,15 @@ def test_duplicate_keys_rejected(tmp_path):
 def test_embeddings_replace_pickle_text_layer(tmp_path):
     spec_name = "iemocap6"
     path = write_layout_pickle(tmp_path / "i6.pkl", spec_name, n_dialogues=5, seed=2)
-    base = load_splits(DataConfig(dataset=spec_name, path=str(path), modalities=["text", "audio"]))
+    base = load_splits(DialogueDataConfig(dataset=spec_name, path=str(path), modalities=["text", "audio"]))
     dlgs = base.train + base.valid + base.test
     uids = [u for d in dlgs for u in d.utterance_ids]
     emb = np.random.default_rng(0).standard_normal((len(uids), 7)).astype(np.float32)
     order = np.random.default_rng(1).permutation(len(uids))  # rows shuffled in the file
     write_embeddings(tmp_path / "e.npz", emb[order], ["?"] * len(uids), [0] * len(uids),
                      [uids[i] for i in order])
-    s = load_splits(DataConfig(dataset=spec_name, path=str(path), modalities=["text", "audio"],
-                               text_embeddings=str(tmp_path / "e.npz")))
+    s = load_splits(DialogueDataConfig(dataset=spec_name, path=str(path), modalities=["text", "audio"],
+                                       text_embeddings=str(tmp_path / "e.npz")))
     assert s.dims == {"text": 7, "audio": 1582}
     flat = np.concatenate([d.features["text"] for d in s.train + s.valid + s.test])
     by_id = dict(zip(uids, emb))
@@ -109,8 +109,8 @@ def test_embed_cli_on_cosmic_pickle_then_load(tmp_path, tiny_encoder_dir, projec
                    cwd=project_root, check=True, capture_output=True, text=True)
     table = read_embeddings(out)
     assert not table.has_utterance_ids and (out.parent / "emb.npz.config.yaml").is_file()
-    s = load_splits(DataConfig(dataset="cosmic_iemocap", path=str(pkl), modalities=["text"],
-                               text_embeddings=str(out)))
+    s = load_splits(DialogueDataConfig(dataset="cosmic_iemocap", path=str(pkl), modalities=["text"],
+                                       text_embeddings=str(out)))
     from erc.encoders.hf import encode_texts, load_encoder
 
     model, tok = load_encoder(str(tiny_encoder_dir))
@@ -119,8 +119,8 @@ def test_embed_cli_on_cosmic_pickle_then_load(tmp_path, tiny_encoder_dir, projec
     # a dataset with one more dialogue than the file: a clear error, never a shift
     pkl2 = write_layout_pickle(tmp_path / "c2.pkl", "cosmic_iemocap", n_dialogues=6, seed=4)
     with pytest.raises(DataValidationError, match="have no embedding"):
-        load_splits(DataConfig(dataset="cosmic_iemocap", path=str(pkl2), modalities=["text"],
-                               text_embeddings=str(out)))
+        load_splits(DialogueDataConfig(dataset="cosmic_iemocap", path=str(pkl2), modalities=["text"],
+                                       text_embeddings=str(out)))
 
 
 def test_embed_with_finetuned_vad_folder(tmp_path, tiny_encoder_dir):
@@ -141,8 +141,8 @@ def test_embed_with_finetuned_vad_folder(tmp_path, tiny_encoder_dir):
                                 pooling="mean", output=str(tmp_path / "e.npz"), batch_size=4))
     table = read_embeddings(out)
     assert table.has_utterance_ids
-    s = load_splits(DataConfig(dataset="synthetic", synthetic_dialogues=6, modalities=["text"],
-                               text_embeddings=str(out)))
+    s = load_splits(DialogueDataConfig(dataset="synthetic", synthetic_dialogues=6, modalities=["text"],
+                                       text_embeddings=str(out)))
     d = s.train[0]
     want = VADRegressor.from_pretrained(folder).embed(d.texts, batch_size=4)
     np.testing.assert_allclose(d.features["text"], want, atol=1e-5)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from erc.data.config import DataConfig
+from erc.data.config import DialogueDataConfig
 from erc.data.dialogues import load_splits
 from erc.data.synthetic_pickles import write_layout_pickle
 from erc.data.timing import join_release_by_text, normalize_text, timing_features
@@ -70,8 +70,8 @@ def test_release_join_fails_loudly():
 def test_cosmic_pickle_timing_join_on_synthetic_release(tmp_path, synthetic_corpus, synthetic_release):
     """COSMIC layout built from the corpus (no utterance ids) gets the corpus's own timestamps."""
     path = write_layout_pickle(tmp_path / "c.pkl", "cosmic_iemocap", corpus=synthetic_corpus)
-    s = load_splits(DataConfig(dataset="cosmic_iemocap", path=str(path), modalities=["timing"],
-                               release_root=str(synthetic_release), normalize=[], timing_transform="none"))
+    s = load_splits(DialogueDataConfig(dataset="cosmic_iemocap", path=str(path), modalities=["timing"],
+                                       release_root=str(synthetic_release), normalize=[], timing_transform="none"))
     df = synthetic_corpus.utterances.set_index("dialogue_id")
     for d in s.train + s.valid + s.test:
         g = df.loc[[d.dialogue_id]]
@@ -82,8 +82,8 @@ def test_cosmic_pickle_timing_join_on_synthetic_release(tmp_path, synthetic_corp
 
 def test_graphsmile_pickle_timing_by_utterance_id(tmp_path, synthetic_corpus, synthetic_release):
     path = write_layout_pickle(tmp_path / "i6.pkl", "iemocap6", corpus=synthetic_corpus)
-    s = load_splits(DataConfig(dataset="iemocap6", path=str(path), modalities=["text", "timing"],
-                               release_root=str(synthetic_release), normalize=[]))   # default log1p
+    s = load_splits(DialogueDataConfig(dataset="iemocap6", path=str(path), modalities=["text", "timing"],
+                                       release_root=str(synthetic_release), normalize=[]))   # default log1p
     d = s.test[0]
     g = synthetic_corpus.utterances[synthetic_corpus.utterances.dialogue_id == d.dialogue_id]
     np.testing.assert_allclose(d.features["timing"][:, 0], np.log1p((g["end"] - g["start"]).to_numpy()),
@@ -93,4 +93,4 @@ def test_graphsmile_pickle_timing_by_utterance_id(tmp_path, synthetic_corpus, sy
 def test_timing_unavailable_is_an_error(tmp_path):
     path = write_layout_pickle(tmp_path / "m.pkl", "meld", n_dialogues=4)
     with pytest.raises(DataValidationError, match="cannot provide \\['timing'\\]"):
-        load_splits(DataConfig(dataset="meld", path=str(path), modalities=["text", "timing"]))
+        load_splits(DialogueDataConfig(dataset="meld", path=str(path), modalities=["text", "timing"]))

@@ -153,19 +153,21 @@ def test_curriculum_loader_over_fusion_dialogues_label_entropy_default():
 # ----------------------------------------------------------------------------- train-graph integration
 TINY_TRAIN = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
                   shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
-                  valid_ratio=0.2)
+                  valid_fraction=0.2)
 
 
 def test_train_graph_with_cmerc_options_reports_calibration_and_resumes(tmp_path):
     import pandas as pd
 
     from erc.core.io import read_json
+    from erc.core.config import config_from_flat
     from erc.graph.config import GraphTrainConfig
     from erc.graph.train import run_train_graph
 
     flags = dict(curriculum=True, epoch_ratio=0.5, curriculum_init_fraction=0.25, rank_coef=0.005,
                  mscl_coef=0.05, cscl_coef=0.05)
-    cfg = GraphTrainConfig(**{**TINY_TRAIN, **flags, "epochs": 2, "output_dir": str(tmp_path / "run")})
+    cfg = config_from_flat(GraphTrainConfig, {**TINY_TRAIN, **flags, "epochs": 2,
+                                               "output_dir": str(tmp_path / "run")})
     run_train_graph(cfg)
     seed_dir = tmp_path / "run" / "seed_0"
     hist = pd.read_csv(seed_dir / "epochs.csv")
@@ -178,10 +180,11 @@ def test_train_graph_with_cmerc_options_reports_calibration_and_resumes(tmp_path
         assert (best / name).is_file()
     res = read_json(tmp_path / "run" / "results.json")
     assert 0 <= res["test_ece_mean"] <= 1 and res["test_temperature_mean"] > 0
-    state = read_json(seed_dir / "checkpoint" / "trainer_state.json")
+    state = read_json(seed_dir / "checkpoints" / "epoch_2" / "trainer_state.json")   # named checkpoints (harness)
     assert state["curriculum"]["epoch"] == 1
     # resume to 4 epochs: the saved pool state is checked and continued
-    cfg4 = GraphTrainConfig(**{**TINY_TRAIN, **flags, "epochs": 4, "output_dir": str(tmp_path / "run")})
+    cfg4 = config_from_flat(GraphTrainConfig, {**TINY_TRAIN, **flags, "epochs": 4,
+                                                "output_dir": str(tmp_path / "run")})
     run_train_graph(cfg4)
     hist4 = pd.read_csv(seed_dir / "epochs.csv")
     assert hist4["epoch"].tolist() == [0, 1, 2, 3]

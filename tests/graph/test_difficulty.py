@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from erc.core.config import config_from_flat
 from erc.data.batch import Dialogue
 from erc.graph.difficulty import (
     DifficultyConfig,
@@ -88,7 +89,7 @@ def test_load_difficulty_errors_name_file_and_field(tmp_path):
 
 def test_run_difficulty_on_synthetic_corpus_labels(tmp_path):
     out = tmp_path / "diff.csv"
-    cfg = DifficultyConfig(dataset="synthetic", synthetic_dialogues=20, output=str(out))
+    cfg = config_from_flat(DifficultyConfig, dataset="synthetic", synthetic_dialogues=20, output=str(out))
     scores = run_difficulty(cfg)
     assert out.is_file() and (tmp_path / "diff.config.yaml").is_file()
     assert load_difficulty(out) == pytest.approx(scores)

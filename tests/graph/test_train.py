@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from erc.core.config import config_from_flat
 from erc.core.io import read_json
 from erc.graph.config import GraphTrainConfig, PredictGraphConfig
 from erc.graph.losses import LossCombiner
@@ -18,7 +19,7 @@ from erc.graph.train import select_best_epoch
 
 TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
             shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
-            valid_ratio=0.2)
+            valid_fraction=0.2)
 
 
 def _flags(d: dict) -> list[str]:
@@ -61,7 +62,7 @@ def test_loss_modes():
 def _run(tmp_path, name, **over):
     from erc.graph.train import run_train_graph
 
-    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / name), **over})
+    cfg = config_from_flat(GraphTrainConfig, {**TINY, "output_dir": str(tmp_path / name), **over})
     return run_train_graph(cfg)
 
 
@@ -91,7 +92,8 @@ def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
     from erc.graph.train import run_train_graph
 
     seen = []
-    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(tmp_path / "auto"), "epochs": 1, "loss": "auto"})
+    cfg = config_from_flat(GraphTrainConfig,
+                           {**TINY, "output_dir": str(tmp_path / "auto"), "epochs": 1, "loss": "auto"})
     run_train_graph(cfg, loss_hooks=[lambda out, batch, epoch: (out.emotion_logits.sum() * 0 + 100.0,
                                                                  {"loss_hook": 100.0})],
                     on_epoch_end=lambda info: seen.append((info["epoch"], info["test"] is not None,
@@ -99,7 +101,7 @@ def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
     assert seen == [(0, True, 6)]                     # first epoch is always a new best: test evaluated
     hist = pd.read_csv(tmp_path / "auto" / "epochs.csv")
     assert hist.loss_hook.tolist() == [100.0] and (hist.loss > 100.0).all()
-    ckpt = tmp_path / "auto" / "seed_0" / "checkpoint"
+    ckpt = tmp_path / "auto" / "seed_0" / "checkpoints" / "epoch_1"   # named checkpoint folders (harness)
     from safetensors.torch import load_file
     sigma = load_file(str(ckpt / "model_1.safetensors"))["sigma"]
     assert sigma.shape == (3,) and not torch.allclose(sigma, torch.ones(3))   # it moved: in the optimiser
@@ -147,8 +149,8 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
     pred = pd.read_csv(best / "test_predictions.csv")
 
     from erc.data.dialogues import load_splits
-    cfg = GraphTrainConfig(**{**TINY, "output_dir": str(out)})
-    test = load_splits(cfg.data_config()).test
+    cfg = config_from_flat(GraphTrainConfig, {**TINY, "output_dir": str(out)})
+    test = load_splits(cfg.data).test
     assert len(test) % 6 != 0                                              # padding really happens
     assert len(pred) == sum(len(d) for d in test)                         # no repeats, none missing
     assert not pred.duplicated(["dialogue_id", "position"]).any()
@@ -184,3 +186,66 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
                                   two_proc_rows.drop(columns=timing), check_dtype=False)
     assert resumed.epoch.tolist()[-1] == resumed.epoch.tolist()[-2] + 1
     assert read_json(out / "results.json")["num_processes"] == 1
+
+
+def test_tensorboard_logs_equal_epochs_csv_and_a_second_run_is_refused(tmp_path):
+    """report_to tensorboard: one scalar per epochs.csv column and epoch (tag seed_<k>/<column>); a second
+    run with other data and another lr into the same folder stops before training (it used to "resume after
+    epoch 2" and leave run A's results.json beside run B's config); --overwrite clears and trains."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from erc.core.runs import RunMismatchError
+
+    _run(tmp_path, "tb", epochs=2, report_to="tensorboard")
+    acc = EventAccumulator(str(tmp_path / "tb" / "logs" / "train_graph"))
+    acc.Reload()
+    hist = pd.read_csv(tmp_path / "tb" / "epochs.csv")
+    logged = {c for c in hist.columns if c not in ("seed", "epoch")}
+    assert set(acc.Tags()["scalars"]) == {f"seed_0/{c}" for c in logged}
+    for c in logged:
+        events = acc.Scalars(f"seed_0/{c}")
+        assert [e.step for e in events] == hist.epoch.tolist()
+        np.testing.assert_allclose([e.value for e in events], hist[c].to_numpy(dtype=float), rtol=1e-6, atol=1e-7)
+
+    results = tmp_path / "tb" / "results.json"
+    stamp = results.stat().st_mtime_ns
+    with pytest.raises(RunMismatchError) as err:
+        _run(tmp_path, "tb", epochs=4, lr=1.0e-3, synthetic_dialogues=30)
+    msg = str(err.value)
+    assert "lr 0.003 -> 0.001" in msg and "data.synthetic_dialogues 24 -> 30" in msg
+    assert "--overwrite" in msg and "--output-dir" in msg and len(msg.splitlines()) == 2
+    assert results.stat().st_mtime_ns == stamp                                  # run A untouched
+    res = _run(tmp_path, "tb", epochs=1, lr=1.0e-3, synthetic_dialogues=30, overwrite=True)
+    assert res["per_seed"][0]["epochs_run"] == 1                                # trained from scratch
+    assert not (tmp_path / "tb" / "logs").exists()
+    assert read_json(tmp_path / "tb" / "run.json")["config"]["lr"] == 1.0e-3
+
+
+def test_kill_between_renames_and_truncated_checkpoint_resume_exactly(tmp_path, caplog):
+    """A checkpoint left complete only under its temporary name is resumed from (and moved into place);
+    a truncated newest checkpoint is named in a warning and the previous one is used; both runs end
+    with the history of an uninterrupted run."""
+    import logging
+    import os
+
+    _run(tmp_path, "full", epochs=3)
+    full = pd.read_csv(tmp_path / "full" / "epochs.csv")
+    _run(tmp_path, "kill", epochs=2)
+    ckpts = tmp_path / "kill" / "seed_0" / "checkpoints"
+    os.replace(ckpts / "epoch_2", ckpts / ".epoch_2.tmp")
+    with caplog.at_level(logging.INFO):
+        _run(tmp_path, "kill", epochs=3)
+    assert "complete under its temporary name .epoch_2.tmp" in caplog.text
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch_2", "epoch_3"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "kill" / "epochs.csv"), full)
+
+    _run(tmp_path, "trunc", epochs=2)
+    bad = tmp_path / "trunc" / "seed_0" / "checkpoints" / "epoch_2" / "model.safetensors"
+    bad.write_bytes(bad.read_bytes()[:100])
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _run(tmp_path, "trunc", epochs=3)
+    assert any(str(bad) in r.getMessage() and "truncated" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
+    assert "seed 0: resumed from" in caplog.text and "epoch_1 after epoch 0" in caplog.text
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "trunc" / "epochs.csv"), full)

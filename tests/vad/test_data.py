@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from erc.core.config import ConfigError
+from erc.data.config import UtteranceDataConfig
 from tests.conftest import require_data
-from erc.vad.config import FinetuneConfig
 from erc.data.utterances import read_emobank, read_iemocap, read_table
 from erc.vad.data import assign_splits, build_splits, labeled_mask, read_prediction_input
 
@@ -103,13 +103,13 @@ def test_real_iemocap_counts():
 def test_real_emobank_split_column():
     path = require_data("emobank", "emobank.csv")
     df = read_emobank(path)
-    masks, mode = assign_splits(df, FinetuneConfig(data=str(path)), default_mode="column")
+    masks, mode = assign_splits(df, UtteranceDataConfig(path=str(path)), default_mode="column")
     assert mode == "column" and labeled_mask(df).all()
     assert {k: int(m.sum()) for k, m in masks.items()} == {"train": 8062, "validation": 1000, "test": 1000}
 
 
 def test_session_splits_and_leave_one_out(tmp_path, synthetic_release):
-    cfg = FinetuneConfig(data=str(synthetic_release), test_sessions=[4])
+    cfg = UtteranceDataConfig(path=str(synthetic_release), test_sessions=[4])
     sp = build_splits(cfg)  # session 5 of the synthetic release is unlabeled
     frame = sp.frame
     sess = dict(zip(frame["utterance_id"], frame["session"]))
@@ -117,18 +117,18 @@ def test_session_splits_and_leave_one_out(tmp_path, synthetic_release):
     assert {sess[u] for u in sp.datasets["validation"]["utterance_id"]} == {4}
     assert sp.test_is_validation
     with pytest.raises(ConfigError, match="test split has no labeled utterances"):
-        build_splits(FinetuneConfig(data=str(synthetic_release)))  # default test = 5, unlabeled
-    loso = build_splits(FinetuneConfig(data="synthetic", leave_one_session_out=2))
+        build_splits(UtteranceDataConfig(path=str(synthetic_release)))  # default test = 5, unlabeled
+    loso = build_splits(UtteranceDataConfig(path="synthetic", leave_one_session_out=2))
     sess = dict(zip(loso.frame["utterance_id"], loso.frame["session"]))
     assert {sess[u] for u in loso.datasets["test"]["utterance_id"]} == {2}
     assert {sess[u] for u in loso.datasets["validation"]["utterance_id"]} == {1}
     assert {sess[u] for u in loso.datasets["train"]["utterance_id"]} == {3, 4, 5}
     with pytest.raises(ConfigError, match="overlap"):
-        build_splits(FinetuneConfig(data="synthetic", train_sessions=[1, 4]))
+        build_splits(UtteranceDataConfig(path="synthetic", train_sessions=[1, 4]))
 
 
 def test_synthetic_source_all_labeled_five_sessions():
-    sp = build_splits(FinetuneConfig(data="synthetic", synthetic_dialogues=10))
+    sp = build_splits(UtteranceDataConfig(path="synthetic", synthetic_dialogues=10))
     assert labeled_mask(sp.frame).all() and sorted(sp.frame["session"].unique()) == [1, 2, 3, 4, 5]
     assert sum(len(d) for d in sp.datasets.values()) == len(sp.frame)
 
@@ -137,8 +137,8 @@ def test_dialogue_split_is_seeded_and_never_splits_a_dialogue(tmp_path, syntheti
     u = synthetic_corpus.utterances
     path = tmp_path / "t.jsonl"
     u.rename(columns={"text": "utt", "valence": "v"}).to_json(path, orient="records", lines=True)
-    cfg = FinetuneConfig(data=str(path), text_column="utt", valence_column="v", id_column="utterance_id",
-                         dialogue_column="dialogue_id", val_fraction=0.2, test_fraction=0.2)
+    cfg = UtteranceDataConfig(path=str(path), text_column="utt", valence_column="v", id_column="utterance_id",
+                              dialogue_column="dialogue_id", valid_fraction=0.2, test_fraction=0.2)
     a, b = build_splits(cfg, seed=3), build_splits(cfg, seed=3)
     assert a.mode == "dialogue"
     assert a.datasets["test"]["utterance_id"] == b.datasets["test"]["utterance_id"]

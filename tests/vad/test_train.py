@@ -17,8 +17,8 @@ from erc.vad.train import LOG_COLUMNS, LengthGroupedSampler
 ROOT = Path(__file__).resolve().parents[2]
 # 20 synthetic dialogues: 12 train (sessions 1-3), 4 validation, 4 test; eval batches of 8 so the
 # validation split (an odd count) ends in a partial batch that multi-process runs must not double count.
-COMMON = ["--data", "synthetic", "--synthetic-dialogues", "20", "--epochs", "2", "--batch-size", "16",
-          "--eval-batch-size", "8", "--learning-rate", "3.0e-3", "--num-threads", "1", "--no-plots"]
+COMMON = ["--path", "synthetic", "--synthetic-dialogues", "20", "--epochs", "2", "--batch-size", "16",
+          "--eval-batch-size", "8", "--lr", "3.0e-3", "--num-threads", "1", "--no-plots"]
 
 
 def _env():
@@ -117,21 +117,23 @@ def test_resume_from_epoch_checkpoint_is_exact(full_run, tmp_path, tiny_encoder_
 
 
 def test_resume_mid_epoch_is_exact(full_run, tmp_path, tiny_encoder_dir):
+    from erc.core.config import config_from_flat
     from erc.vad.config import FinetuneConfig
     from erc.vad.train import run_finetune
 
-    args = dict(data="synthetic", synthetic_dialogues=20, epochs=2, batch_size=16, eval_batch_size=8,
-                learning_rate=3.0e-3, num_threads=1, plots=False, model=str(tiny_encoder_dir),
+    args = dict(path="synthetic", synthetic_dialogues=20, epochs=2, batch_size=16, eval_batch_size=8,
+                lr=3.0e-3, num_threads=1, plots=False, model=str(tiny_encoder_dir),
                 output_dir=str(tmp_path / "mid"), checkpointing_steps=3)
-    first = run_finetune(FinetuneConfig(**args, stop_after_steps=5))  # "interrupted" in epoch 1
+    first = run_finetune(config_from_flat(FinetuneConfig, **args, stop_after_steps=5))  # "interrupted" in epoch 1
     assert first["interrupted"] and (tmp_path / "mid" / "checkpoints" / "step_3").is_dir()
-    run_finetune(FinetuneConfig(**args, resume="latest"))
+    run_finetune(config_from_flat(FinetuneConfig, **args, resume="latest"))
     assert _without_time(read_log(tmp_path / "mid")) == _without_time(read_log(full_run))
     assert metrics(tmp_path / "mid")["test"] == metrics(full_run)["test"]
 
 
 def test_two_processes_count_each_example_once(tmp_path, tiny_encoder_dir):
     """2 processes x batch 8 see the same global batches as 1 x 16; without dropout they agree."""
+    from erc.core.config import config_from_flat
     from erc.vad.config import FinetuneConfig
     from erc.vad.train import run_finetune
 
@@ -140,12 +142,12 @@ def test_two_processes_count_each_example_once(tmp_path, tiny_encoder_dir):
     cfg = json.loads((enc / "config.json").read_text())
     cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (enc / "config.json").write_text(json.dumps(cfg))
-    common = dict(data="synthetic", synthetic_dialogues=20, epochs=2, eval_batch_size=8, learning_rate=3.0e-3,
+    common = dict(path="synthetic", synthetic_dialogues=20, epochs=2, eval_batch_size=8, lr=3.0e-3,
                   num_threads=1, plots=False, model=str(enc), dropout=0.0, drop_last=True)
-    run_finetune(FinetuneConfig(**common, batch_size=16, output_dir=str(tmp_path / "one")))
+    run_finetune(config_from_flat(FinetuneConfig, **common, batch_size=16, output_dir=str(tmp_path / "one")))
     two = tmp_path / "two"
-    launch(["--data", "synthetic", "--synthetic-dialogues", "20", "--epochs", "2", "--eval-batch-size", "8",
-            "--learning-rate", "3.0e-3", "--num-threads", "1", "--no-plots", "--model", str(enc),
+    launch(["--path", "synthetic", "--synthetic-dialogues", "20", "--epochs", "2", "--eval-batch-size", "8",
+            "--lr", "3.0e-3", "--num-threads", "1", "--no-plots", "--model", str(enc),
             "--dropout", "0", "--drop-last", "--batch-size", "8", "--output-dir", str(two)], num_processes=2)
     one_rows, two_rows = read_log(tmp_path / "one"), read_log(two)
     m1, m2 = metrics(tmp_path / "one"), metrics(two)
@@ -160,21 +162,62 @@ def test_two_processes_count_each_example_once(tmp_path, tiny_encoder_dir):
     # a checkpoint written by 2 processes resumes in 1
     resumed = tmp_path / "resumed"
     shutil.copytree(two / "checkpoints", resumed / "checkpoints")
-    run_finetune(FinetuneConfig(**common, batch_size=16, output_dir=str(resumed),
-                                resume=str(resumed / "checkpoints" / "epoch_1")))
+    run_finetune(config_from_flat(FinetuneConfig, **common, batch_size=16, output_dir=str(resumed),
+                                  resume=str(resumed / "checkpoints" / "epoch_1")))
     for key in ("mse", "ccc"):
         assert metrics(resumed)["test"][key] == pytest.approx(m1["test"][key], rel=1e-3, abs=1e-4)
 
 
 def test_early_stopping_and_best_by_val_loss(tmp_path, tiny_encoder_dir):
     """With lr 0 the validation loss never improves: stop after `patience` epochs, keep epoch 1."""
+    from erc.core.config import config_from_flat
     from erc.vad.config import FinetuneConfig
     from erc.vad.train import run_finetune
 
     out = tmp_path / "es"
-    r = run_finetune(FinetuneConfig(data="synthetic", synthetic_dialogues=10, epochs=5, learning_rate=0.0,
-                                    num_threads=1, plots=False, model=str(tiny_encoder_dir),
-                                    metric_for_best="val_loss", early_stopping_patience=2, output_dir=str(out)))
+    r = run_finetune(config_from_flat(FinetuneConfig, path="synthetic", synthetic_dialogues=10, epochs=5, lr=0.0,
+                                      num_threads=1, plots=False, model=str(tiny_encoder_dir),
+                                      selection_metric="loss", early_stopping_patience=2, output_dir=str(out)))
     assert r["stopped_early"] and r["epochs_run"] == 3 and r["best_epoch"] == 1
     rows = read_log(out)
     assert len(rows) == 3 and len({r["val_loss"] for r in rows}) == 1
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the TensorBoard event files in ``folder``: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_logs_equal_the_csv_and_a_second_run_is_refused(tmp_path, tiny_encoder_dir):
+    """report_to tensorboard logs every epoch's train_log.csv row; another lr or other data into the same
+    folder stops before writing, naming what changed; --overwrite clears the folder and runs."""
+    from erc.core.config import config_from_flat
+    from erc.core.runs import RunMismatchError
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.train import run_finetune
+
+    out = tmp_path / "tb"
+    args = dict(path="synthetic", synthetic_dialogues=10, epochs=2, lr=3.0e-3, num_threads=1, plots=False,
+                model=str(tiny_encoder_dir), output_dir=str(out))
+    run_finetune(config_from_flat(FinetuneConfig, **args, report_to="tensorboard"))
+    scalars = _tensorboard_scalars(out / "logs" / "finetune")
+    rows = read_log(out)
+    assert set(scalars) == set(LOG_COLUMNS) - {"epoch"}
+    for tag, points in scalars.items():
+        assert [step for step, _ in points] == [1, 2]
+        assert [v for _, v in points] == pytest.approx([float(r[tag]) for r in rows], rel=1e-6, abs=1e-7), tag
+
+    before = {str(p): p.stat().st_mtime_ns for p in out.rglob("*")}
+    with pytest.raises(RunMismatchError) as err:
+        run_finetune(config_from_flat(FinetuneConfig, **{**args, "lr": 1.0e-3, "synthetic_dialogues": 12}))
+    msg = str(err.value)
+    assert "lr 0.003 -> 0.001" in msg and "data.synthetic_dialogues 10 -> 12" in msg
+    assert "--overwrite" in msg and "--output-dir" in msg
+    assert {str(p): p.stat().st_mtime_ns for p in out.rglob("*")} == before      # nothing written
+    res = run_finetune(config_from_flat(FinetuneConfig, **{**args, "lr": 1.0e-3, "overwrite": True}))
+    assert res["epochs_run"] == 2 and not (out / "logs").exists()                 # the old run is gone
+    assert json.loads((out / "run.json").read_text())["config"]["lr"] == 1.0e-3   # the folder is run B's
