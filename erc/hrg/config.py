@@ -1,8 +1,9 @@
 """Dataclass configuration of the HRG-SSA stage. Every field has a default.
 
-:class:`HRGTrainConfig` extends the data layer's :class:`erc.data.config.DataConfig`
-(``dataset``, ``path``, ``modalities`` ... are ``train-hrg`` flags too) with the
-backbone, graph, alignment and two-phase training fields. The defaults are the
+:class:`HRGTrainConfig` is composed: it HOLDS its dialogues as the ``data:`` section
+(:class:`erc.data.config.DialogueDataConfig`; every leaf is still a flag under its own
+name, ``--dataset``, ``--modalities``) next to the backbone, graph, alignment and
+two-phase training fields. The defaults are the
 published IEMOCAP-6 setting (window 8, 1 GAT layer of 12 heads x 64, alignment
 weight 0.001, temperature 1, batch 8 dialogues, 10 frozen epochs at 5e-5 then
 10 trainable at 3e-5, warm-up 20 %) on the synthetic corpus;
@@ -16,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from erc.core.config import ConfigError
-from erc.data.config import DataConfig
+from erc.core.config import RESUME_HELP, ConfigError, check_resume
+from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP, IdentityRule
+from erc.data.config import DialogueDataConfig
 
 HEADS = ("generate", "classify")
 HISTORY_MODES = ("predicted", "gold")
@@ -57,9 +59,11 @@ class HRGModelFields:
 
 
 @dataclass
-class HRGTrainConfig(DataConfig, HRGModelFields):
-    """``cli.py train-hrg``: data (DataConfig fields) + model + alignment + two-phase training."""
+class HRGTrainConfig(HRGModelFields):
+    """``cli.py train-hrg``: ``data`` section + model + alignment + two-phase training."""
 
+    data: DialogueDataConfig = field(default_factory=DialogueDataConfig, metadata={
+        "help": "which dialogues and modalities (erc.data.config.DialogueDataConfig); text is required"})
     output_dir: str = field(default="runs/hrg", metadata={"help": "run directory (seed_<k>/ per seed)"})
     history_labels: str = field(default="predicted", metadata={
         "help": "labels of earlier turns at inference: predicted (the model's own, turn by turn) or gold "
@@ -85,8 +89,13 @@ class HRGTrainConfig(DataConfig, HRGModelFields):
     seeds: int = field(default=1, metadata={"help": "number of seeds (mean and std reported)"})
     selection_metric: str = field(default="weighted_f1", metadata={
         "help": "validation metric that picks the best epoch", "choices": SELECTION})
-    resume: bool = field(default=True, metadata={"help": "resume each seed from its last epoch checkpoint"})
-    checkpoint: bool = field(default=True, metadata={"help": "save an (atomic) checkpoint after every epoch"})
+    resume: str = field(default="auto", metadata={"help": RESUME_HELP + " (per seed: seed_<k>/checkpoints/)"})
+    checkpoint: bool = field(default=True, metadata={
+        "help": "save a checkpoint (seed_<k>/checkpoints/epoch_N/) after every epoch"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "epoch checkpoints kept per seed (0 = all)"})
+    report_to: str = field(default="none", metadata={"help": REPORT_TO_HELP, "choices": REPORT_TO})
+    overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+    allow_config_change: bool = field(default=False, metadata={"help": ALLOW_CONFIG_CHANGE_HELP})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave torch's default)"})
     mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision",
                                                          "choices": ("no", "fp16", "bf16")})
@@ -97,15 +106,20 @@ class HRGTrainConfig(DataConfig, HRGModelFields):
         return self.epochs_frozen + self.epochs_full
 
     @property
+    def modalities(self) -> list[str]:
+        """Text first, then the other modalities in the order given."""
+        return ["text"] + self.extra_modalities
+
+    @property
     def extra_modalities(self) -> list[str]:
         """The non-text modalities, in the order given."""
-        return [m for m in self.modalities if m != "text"]
+        return [m for m in self.data.modalities if m != "text"]
 
     def validate(self) -> None:
-        super().validate()
-        if "text" not in self.modalities:
+        check_resume(self.resume)
+        if "text" not in self.data.modalities:
             raise ConfigError(f"modalities: HRG-SSA encodes the transcript, so 'text' must be one of them "
-                              f"(got {self.modalities})")
+                              f"(got {self.data.modalities})")
         for name, choices in (("head", HEADS), ("history_labels", HISTORY_MODES), ("graph_edges", GRAPH_EDGES),
                               ("node_pooling", POOLINGS), ("selection_metric", SELECTION)):
             if getattr(self, name) not in choices:
@@ -114,7 +128,7 @@ class HRGTrainConfig(DataConfig, HRGModelFields):
                      "max_length", "batch_size", "eval_batch_size", "seeds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("fusion_layers", "epochs_frozen", "epochs_full", "stop_after_epochs"):
+        for name in ("fusion_layers", "epochs_frozen", "epochs_full", "stop_after_epochs", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.epochs < 1:
@@ -128,17 +142,23 @@ class HRGTrainConfig(DataConfig, HRGModelFields):
         if self.align_weight < 0:
             raise ConfigError(f"align_weight: expected >= 0, got {self.align_weight}")
 
-    def data_config(self) -> DataConfig:
-        """The DataConfig part; the transcript is read as text, so no text FEATURES are built."""
-        names = {f.name for f in dataclasses.fields(DataConfig)}
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+    def data_config(self) -> DialogueDataConfig:
+        """The ``data`` section as loaded: the transcript is read as text, so no text FEATURES are built."""
+        values = dataclasses.asdict(self.data)
         values["modalities"] = self.extra_modalities or ["text"]
         if not self.extra_modalities:          # the loader needs one modality: a 1-d hash, ignored
-            values.update(text_source="hash", hash_dim=1)
-        return DataConfig(**values)
+            values.update(text_source="hash", hash_dim=1, text_embeddings=None)
+        return DialogueDataConfig(**values)
 
     def model_fields(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(HRGModelFields)}
+
+
+# What makes two train-hrg runs the same run (erc.core.runs): a longer phase 2, more seeds or a time box
+# do not change what the finished epochs computed; the backbone folder and data files are inputs.
+TRAIN_HRG_IDENTITY = IdentityRule(
+    ignore=frozenset({"epochs_full", "stop_after_epochs", "seeds", "checkpoint", "keep_checkpoints"}),
+    inputs=("backbone", "data.path", "data.release_root", "data.meld_csv_dir"))
 
 
 @dataclass

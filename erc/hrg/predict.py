@@ -30,10 +30,12 @@ logger = logging.getLogger(__name__)
 def load_prediction_dialogues(cfg: PredictHRGConfig, meta: dict, train_cfg: dict):
     """``[(split, [Dialogue])]`` to predict, normalised with the training statistics."""
     values = dict(train_cfg)
+    data = dict(values.get("data") or {})
     if cfg.dataset is not None:
-        values.update(dataset=cfg.dataset, path=None)
+        data.update(dataset=cfg.dataset, path=None)
     if cfg.path is not None:
-        values["path"] = cfg.path
+        data["path"] = cfg.path
+    values["data"] = data
     tcfg = config_from_dict(HRGTrainConfig, values, f"{cfg.model_dir}/config.yaml")
     dcfg = tcfg.data_config()
     dcfg.normalize = []                               # the training statistics are applied instead

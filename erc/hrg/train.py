@@ -1,20 +1,20 @@
-"""``train-hrg``: the Accelerate training loop of HRG-SSA (two phases, validation-only selection).
+"""``train-hrg``: the Accelerate training loop of HRG-SSA (two phases, validation-only selection), on the harness.
 
-Order (one seed): Accelerator -> logging -> seed (once) -> data (tokenised once) -> model ->
-AdamW -> ``accelerator.prepare`` -> resume -> for each epoch: phase (1: pretrained backbone
+Order: :func:`erc.core.harness.start_run` (Accelerator, logging, threads, seed, run identity,
+config, trackers) -> data -> for each seed: seed -> model (tokenised data) -> AdamW ->
+``accelerator.prepare`` -> resume from the newest complete checkpoint
+(``seed_K/checkpoints/epoch_N/``) -> for each epoch: phase (1: pretrained backbone
 frozen, its encodings cached; 2: everything trainable), train, evaluate validation with the
 configured history (the model's own predictions by default), select by the validation
 metric, evaluate test only at a new best validation epoch, checkpoint -> results.
 
 Learning rate: per phase, linear warm-up over ``warmup_ratio`` of the phase's steps to
-``lr_frozen`` / ``lr_full``, then linear decay to 0 (:func:`learning_rate`). The loop is
-kept small so it can move onto the shared harness (``erc/core/harness.py``) once that lands.
+``lr_frozen`` / ``lr_full``, then linear decay to 0 (:func:`learning_rate`).
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
 import resource
 import shutil
 import time
@@ -24,14 +24,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 
-from erc.core.accel import end_stage, use_cpu_processes
-from erc.core.config import ConfigError, config_to_dict, save_config
-from erc.core.io import atomic_replace_dir, atomic_write_text, read_json, write_csv, write_json
-from erc.core.logs import setup_logging
+from erc.core.config import ConfigError, save_config
+from erc.core.harness import Checkpoints, Run, start_run
+from erc.core.io import atomic_replace_dir, atomic_write_text, write_csv, write_json
 from erc.core.metrics import classification_metrics
+from erc.core.runs import select_best, summarize_seeds
 from erc.data.dialogues import load_splits, merge_dialogue_records, split_by_dialogue
-from erc.hrg.config import LEAK_NOTE, HRGTrainConfig
+from erc.hrg.config import LEAK_NOTE, TRAIN_HRG_IDENTITY, HRGTrainConfig
 from erc.hrg.data import HRGDataset, make_hrg_loader
 from erc.hrg.model import HRGModel, build_model, save_hrg_model
 
@@ -40,9 +41,6 @@ logger = logging.getLogger(__name__)
 SUMMARY_METRICS = ("accuracy", "weighted_f1", "macro_f1")
 CALIBRATION_KEYS = ("ece", "mce", "nll", "brier")
 N_BINS = 15
-# fields a resumed run may change: they do not alter what the finished epochs computed
-RESUMABLE_CHANGES = {"epochs_full", "output_dir", "resume", "checkpoint", "progress", "num_threads", "seeds",
-                     "stop_after_epochs", "eval_batch_size"}
 LEAK_FILE = "LABEL_LEAK_WARNING.txt"
 
 
@@ -66,14 +64,8 @@ def learning_rate(step: int, steps_per_epoch: int, cfg: HRGTrainConfig) -> tuple
 
 
 def select_best_epoch(scores: Sequence[float]) -> int:
-    """Index of the first epoch with the highest validation score (NaN never wins); test never enters."""
-    best, best_i = -math.inf, -1
-    for i, s in enumerate(scores):
-        if s is not None and not math.isnan(s) and s > best:
-            best, best_i = s, i
-    if best_i < 0:
-        raise ValueError("no finite validation score to select an epoch from")
-    return best_i
+    """Index of the first epoch with the highest validation score (:func:`erc.core.runs.select_best`)."""
+    return select_best(scores, higher_is_better=True)
 
 
 def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> dict[str, float]:
@@ -230,30 +222,31 @@ def _flat(prefix: str, m: dict) -> dict[str, float]:
     return out
 
 
-def _comparable(cfg: HRGTrainConfig) -> dict:
-    return {k: v for k, v in config_to_dict(cfg).items() if k not in RESUMABLE_CHANGES}
+def _start_state(cfg: HRGTrainConfig, ckpts: Checkpoints, seed: int) -> dict[str, Any]:
+    """The trainer state to continue from (``resume``: auto / latest / a folder), or a fresh one (never)."""
+    state: dict[str, Any] = {"epoch": -1, "step": 0, "history": [], "best_epoch": None, "best_valid": None,
+                             "test": None}
+    if cfg.resume == "never":
+        if ckpts.clear():
+            logger.info("seed %d: --resume never: earlier checkpoints of this run removed", seed)
+        return state
+    got = ckpts.resume("latest" if cfg.resume in ("auto", "latest") else cfg.resume,
+                       allow_config_change=cfg.allow_config_change)
+    if got is None:
+        if cfg.resume == "latest":
+            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {ckpts.dir}")
+        return state
+    state, path = got
+    logger.info("seed %d: resumed from %s after epoch %d", seed, path, state["epoch"])
+    return state
 
 
-def _checkpoint(accelerator, run_dir: Path, ckpt_dir: Path, state: dict) -> None:
-    """``save_state`` into a temporary folder, add ``trainer_state.json``, swap it in atomically."""
-    tmp = run_dir / ".checkpoint.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_json(tmp / "trainer_state.json", state)
-        atomic_replace_dir(tmp, ckpt_dir)
-    accelerator.wait_for_everyone()
-
-
-def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, accelerator) -> dict:
+def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, run: Run) -> dict:
     """Train one seed in ``run_dir``; returns its result (best validation epoch, test metrics there)."""
-    from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    set_seed(seed)                                        # once per run
+    accelerator = run.accelerator
+    set_seed(seed)                                        # once per seed: each seed is its own run
     run_dir = Path(run_dir)
     model = build_model(cfg.model_fields(), cfg.modalities, splits.dims, splits.label_names,
                         splits.sentiment_names, cfg.align_weight, cfg.temperature)
@@ -270,23 +263,13 @@ def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, accelerato
     inner: HRGModel = accelerator.unwrap_model(model)
     steps_per_epoch = len(train_loader)
 
-    ckpt_dir, best_dir = run_dir / "checkpoint", run_dir / "best_model"
-    state: dict[str, Any] = {"epoch": -1, "step": 0, "history": [], "best_epoch": None, "best_valid": None,
-                             "test": None, "config": _comparable(cfg)}
-    if cfg.resume and (ckpt_dir / "trainer_state.json").is_file():
-        saved = read_json(ckpt_dir / "trainer_state.json")
-        changed = sorted(k for k in set(saved.get("config", {})) | set(state["config"])
-                         if saved.get("config", {}).get(k) != state["config"].get(k))
-        if changed:
-            raise ConfigError(f"{ckpt_dir}: the checkpoint was written with different values of {changed}; "
-                              "resume with the same config, or use another output_dir (or --no-resume)")
-        accelerator.load_state(str(ckpt_dir))
-        state = saved
-        logger.info("seed %d: resumed from %s after epoch %d", seed, ckpt_dir, state["epoch"])
+    best_dir = run_dir / "best_model"
+    ckpts = run.checkpoints(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+    state = _start_state(cfg, ckpts, seed)
     label_names, sent_names = list(splits.label_names), list(splits.sentiment_names)
     n_valid, n_test = len(splits.valid), len(splits.test)
     if n_valid == 0:
-        raise ValueError("validation split is empty: selection needs validation dialogues (valid_ratio > 0)")
+        raise ValueError("validation split is empty: selection needs validation dialogues (valid_fraction > 0)")
     history = cfg.history_labels
     uids = {d.dialogue_id: list(d.utterance_ids or []) for d in splits.valid + splits.test}
 
@@ -327,8 +310,10 @@ def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, accelerato
         state["epoch"] = epoch
         if accelerator.is_main_process:
             write_csv(run_dir / "epochs.csv", state["history"])
+        run.log({k: v for k, v in row.items() if k not in ("seed", "epoch", "history_labels")}, step=epoch,
+                prefix=f"seed_{seed}/")
         if cfg.checkpoint:
-            _checkpoint(accelerator, run_dir, ckpt_dir, state)
+            ckpts.save(f"epoch_{epoch + 1}", state, progress=epoch + 1)
         bar.set_postfix(loss=f"{stats.get('loss', float('nan')):.3f}", valid_wf1=f"{vm['weighted_f1']:.3f}",
                         best=state["best_epoch"])
         logger.info("seed %d epoch %d (phase %d): loss %.4f, %.1f utt/s, valid acc %.4f wF1 %.4f%s", seed, epoch,
@@ -345,16 +330,26 @@ def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, accelerato
 
 
 # ----------------------------------------------------------------------------- seeds
-def summarize_seeds(results: Sequence[dict]) -> dict:
-    """Mean and (sample, ddof=1) std over seeds of the metrics at each seed's best validation epoch."""
+def summarize_seed_results(results: Sequence[dict]) -> dict:
+    """``{split}_{metric}_mean`` / ``_std`` (sample std) over seeds of the metrics at each seed's best epoch."""
     out: dict[str, Any] = {}
     for split in ("test", "valid"):
-        for k in SUMMARY_METRICS + CALIBRATION_KEYS + ("sentiment_accuracy",):
-            vals = np.array([r[split][k] for r in results if r.get(split) and r[split].get(k) is not None],
-                            dtype=np.float64)
-            if len(vals):
-                out[f"{split}_{k}_mean"] = float(vals.mean())
-                out[f"{split}_{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        keys = SUMMARY_METRICS + CALIBRATION_KEYS + ("sentiment_accuracy",)
+        for k, v in summarize_seeds([r.get(split) or {} for r in results], keys).items():
+            out[f"{split}_{k}_mean"], out[f"{split}_{k}_std"] = v["mean"], v["std"]
+    return out
+
+
+def throughput(history: Sequence[dict]) -> dict:
+    """Training utterances per second (wall clock, and per CPU-second of one process) per phase; peak memory."""
+    out: dict[str, Any] = {}
+    for phase in (1, 2):
+        rows = [h for h in history if h.get("phase") == phase]
+        if rows:
+            out[f"phase{phase}"] = {k: float(np.mean([h[k] for h in rows if k in h]))
+                                    for k in ("train_utts_per_s", "train_utts_per_cpu_s") if any(k in h for h in rows)}
+    if history:
+        out["peak_rss_mb"] = float(max(h["peak_rss_mb"] for h in history))
     return out
 
 
@@ -369,29 +364,13 @@ def format_summary(summary: dict) -> str:
 
 def run_train_hrg(cfg: HRGTrainConfig, splits=None) -> dict:
     """Entry point of ``cli.py train-hrg``: every seed, then ``results.json`` and ``epochs.csv``."""
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
-
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision, cpu=use_cpu_processes(),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        # phase 1 freezes the backbone by requires_grad after DDP is built: those weights get no gradient
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    setup_logging(accelerator.is_main_process)
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world != accelerator.num_processes:
-        raise RuntimeError(f"WORLD_SIZE={world} but Accelerate runs {accelerator.num_processes} process(es). On CPU "
-                           "launch with `accelerate launch --multi_gpu --num_processes N cli.py train-hrg ...` or "
-                           "`torchrun --nproc_per_node N cli.py train-hrg ...`")
-    out_dir = Path(cfg.output_dir)
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
-        if cfg.history_labels == "gold":
-            atomic_write_text(out_dir / LEAK_FILE, LEAK_NOTE + "\n")
+    run = start_run(cfg, "train-hrg", TRAIN_HRG_IDENTITY,
+                    dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+                    # phase 1 freezes the backbone by requires_grad after DDP is built: those weights get no grad
+                    kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator, out_dir = run.accelerator, run.output_dir
+    if accelerator.is_main_process and cfg.history_labels == "gold":
+        atomic_write_text(out_dir / LEAK_FILE, LEAK_NOTE + "\n")
     with accelerator.main_process_first():
         splits = splits if splits is not None else load_splits(cfg.data_config())
     accelerator.print(f"train-hrg: {splits.summary()} modalities {cfg.modalities} head {cfg.head} "
@@ -399,23 +378,21 @@ def run_train_hrg(cfg: HRGTrainConfig, splits=None) -> dict:
     results, history = [], []
     for k in range(cfg.seeds):
         seed = cfg.seed + k
-        res = train_seed(cfg, splits, seed, out_dir / f"seed_{seed}", accelerator)
+        res = train_seed(cfg, splits, seed, out_dir / f"seed_{seed}", run)
         results.append(res)
         history += res.pop("history")
-    summary = {"dataset": cfg.dataset, "modalities": cfg.modalities, "head": cfg.head, "backbone": cfg.backbone,
+    summary = {"dataset": cfg.data.dataset, "modalities": cfg.modalities, "head": cfg.head, "backbone": cfg.backbone,
                "history_labels": cfg.history_labels, "label_leak": cfg.history_labels == "gold",
                **({"warning": LEAK_NOTE} if cfg.history_labels == "gold" else {}),
                "selection": f"valid_{cfg.selection_metric}", "num_processes": accelerator.num_processes,
-               "seeds": [r["seed"] for r in results], **summarize_seeds(results),
-               "train_utts_per_s_mean": float(np.mean([h["train_utts_per_s"] for h in history])) if history else None,
-               "peak_rss_mb": float(max(h["peak_rss_mb"] for h in history)) if history else None,
+               "seeds": [r["seed"] for r in results], **summarize_seed_results(results),
+               "throughput": throughput(history),
                "per_seed": results}
     if accelerator.is_main_process:
         write_json(out_dir / "results.json", summary)
         write_csv(out_dir / "epochs.csv", history)
         accelerator.print(format_summary(summary))
-    accelerator.wait_for_everyone()
-    end_stage(accelerator)
+    run.finish()  # keeps the process group when a pipeline runs more stages
     return summary
 
 

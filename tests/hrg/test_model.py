@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from erc.core.config import ConfigError
+from erc.core.config import ConfigError, config_from_flat
 from erc.data.dialogues import load_splits
 from erc.hrg.config import HRGTrainConfig
 from erc.hrg.data import HRGDataset, make_hrg_loader
@@ -16,8 +16,8 @@ SMALL = dict(window=3, gat_heads=2, gat_head_dim=8, fusion_layers=1, scorer_dim=
 
 
 def _setup(backbone, head="generate", modalities=("text", "audio", "timing"), **over):
-    cfg = HRGTrainConfig(dataset="synthetic", synthetic_dialogues=10, modalities=list(modalities),
-                         backbone=str(backbone), head=head, **{**SMALL, **over})
+    cfg = config_from_flat(HRGTrainConfig, dataset="synthetic", synthetic_dialogues=10,
+                           modalities=list(modalities), backbone=str(backbone), head=head, **{**SMALL, **over})
     splits = load_splits(cfg.data_config())
     torch.manual_seed(0)
     model = build_model(cfg.model_fields(), cfg.modalities, splits.dims, splits.label_names,
@@ -164,8 +164,8 @@ def test_graphsmile_layout_pickles_with_audio_and_visual(tmp_path, synthetic_cor
 
     kwargs = {"corpus": synthetic_corpus} if dataset == "iemocap6" else {"n_dialogues": 10}
     path = write_layout_pickle(tmp_path / f"{dataset}.pkl", dataset, **kwargs)
-    cfg = HRGTrainConfig(dataset=dataset, path=str(path), modalities=["text", "audio", "visual"],
-                         backbone=str(tiny_t5_dir if backbone == "t5" else tiny_bert_dir), head=head, **SMALL)
+    cfg = config_from_flat(HRGTrainConfig, dataset=dataset, path=str(path), modalities=["text", "audio", "visual"],
+                           backbone=str(tiny_t5_dir if backbone == "t5" else tiny_bert_dir), head=head, **SMALL)
     splits = load_splits(cfg.data_config())
     assert splits.dims["audio"] == {"iemocap6": 1582, "meld": 300}[dataset]
     model = build_model(cfg.model_fields(), cfg.modalities, splits.dims, splits.label_names,

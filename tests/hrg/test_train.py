@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from erc.core.config import ConfigError
+from erc.core.config import ConfigError, config_from_flat
 from erc.core.io import read_json
 from erc.hrg.config import LEAK_NOTE, HRGTrainConfig, PredictHRGConfig
 from erc.hrg.train import calibration, learning_rate
@@ -19,7 +19,7 @@ from erc.hrg.train import calibration, learning_rate
 TINY = dict(dataset="synthetic", synthetic_dialogues=12, modalities=["text", "audio", "timing"], window=3,
             gat_heads=2, gat_head_dim=8, fusion_layers=1, scorer_dim=8, max_length=48, batch_size=3,
             eval_batch_size=2, epochs_frozen=1, epochs_full=2, lr_frozen=3.0e-3, lr_full=1.0e-3, num_threads=1,
-            progress=False, valid_ratio=0.25)
+            progress=False, valid_fraction=0.25)
 TIMING = ["train_seconds", "train_utts_per_s", "train_cpu_seconds", "train_utts_per_cpu_s", "valid_seconds",
           "peak_rss_mb"]
 
@@ -40,8 +40,8 @@ def _flags(d: dict) -> list[str]:
 def _run(tmp_path, name, backbone, **over):
     from erc.hrg.train import run_train_hrg
 
-    return run_train_hrg(HRGTrainConfig(**{**TINY, "backbone": str(backbone), "output_dir": str(tmp_path / name),
-                                           **over}))
+    return run_train_hrg(config_from_flat(HRGTrainConfig, **{**TINY, "backbone": str(backbone),
+                                                              "output_dir": str(tmp_path / name), **over}))
 
 
 def test_learning_rate_two_phases_with_warmup():
@@ -84,7 +84,7 @@ def test_selection_resume_exact_and_predict(tmp_path, tiny_t5_dir):
     hc = pd.read_csv(tmp_path / "c" / "epochs.csv")
     pd.testing.assert_frame_equal(ha.drop(columns=TIMING), hc.drop(columns=TIMING))
     assert c["test_weighted_f1_mean"] == a["test_weighted_f1_mean"]
-    # a changed model setting is refused on resume
+    # a changed model setting is refused on resume (the harness's run identity), before anything is written
     with pytest.raises(ConfigError, match="window"):
         _run(tmp_path, "c", tiny_t5_dir, window=2, epochs_full=3)
     # predict-hrg on the saved model reproduces the test predictions written in training
@@ -145,7 +145,7 @@ def test_two_process_evaluation_counts_each_utterance_once(tmp_path, project_roo
     pred = pd.read_csv(best / "test_predictions.csv")
 
     from erc.data.dialogues import load_splits
-    test = load_splits(HRGTrainConfig(**{**TINY, "backbone": str(tiny_t5_dir)}).data_config()).test
+    test = load_splits(config_from_flat(HRGTrainConfig, **{**TINY, "backbone": str(tiny_t5_dir)}).data_config()).test
     assert len(test) % 4 != 0                                            # padding really happens
     assert len(pred) == sum(len(d) for d in test)
     assert not pred.duplicated(["dialogue_id", "position"]).any()
