@@ -1,0 +1,1 @@
+"""HRG-SSA stage: hybrid relational graphs with sentiment-laden alignment (generative or classifying)."""
