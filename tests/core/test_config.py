@@ -270,11 +270,13 @@ def test_every_shipped_config_file_loads_into_its_config(project_root):
     from erc.compare.config import CompareConfig
     from erc.data.config import DialogueDataConfig
     from erc.graph.config import GraphTrainConfig
+    from erc.hrg.config import HRGTrainConfig
     from erc.pipeline import PipelineConfig, compare_config, embed_config, finetune_config, graph_config
     from erc.vad.config import FinetuneConfig
 
     kinds = {"vad_iemocap": FinetuneConfig, "compare_iemocap_finetune": FinetuneConfig, "compare_": CompareConfig,
-             "graph_": GraphTrainConfig, "fusion_": DialogueDataConfig, "pipeline_": PipelineConfig}
+             "graph_": GraphTrainConfig, "fusion_": DialogueDataConfig, "pipeline_": PipelineConfig,
+             "hrg_": HRGTrainConfig}
     files = sorted((project_root / "configs").glob("*.yaml"))
     loaded = []
     for path in files:
