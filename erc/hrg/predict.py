@@ -13,11 +13,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from erc.core.config import ConfigError, config_from_dict, load_yaml
+from erc.core.harness import start_local
 from erc.core.io import write_csv, write_json
-from erc.core.logs import setup_logging
 from erc.data.dialogues import apply_normalization, load_splits
 from erc.hrg.config import LEAK_NOTE, HRGTrainConfig, PredictHRGConfig
 from erc.hrg.data import HRGDataset, make_hrg_loader
@@ -64,10 +63,8 @@ def predict_dialogues(model: HRGModel, dialogues, history: str = "predicted", ba
 
 
 def run_predict_hrg(cfg: PredictHRGConfig) -> Path:
-    setup_logging(True)
     cfg.validate()
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    start_local(cfg, None)                 # logging and the one thread rule
     model, meta = load_hrg_model(cfg.model_dir)
     train_cfg = load_yaml(Path(cfg.model_dir) / "config.yaml")
     if cfg.history_labels == "gold":
