@@ -29,6 +29,7 @@ Nothing is asserted about speed.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -72,7 +73,8 @@ def child(args: argparse.Namespace) -> None:
     from erc.graph.config import GraphTrainConfig
     from erc.graph.edges import cross_modal_graph
     from erc.graph.losses import LossCombiner
-    from erc.graph.train import build_model, evaluate, train_one_epoch
+    from erc.graph.infer import run_inference
+    from erc.graph.train import build_model, train_one_epoch
 
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
     values["data"].update(path=args.pickle)
@@ -120,7 +122,7 @@ def child(args: argparse.Namespace) -> None:
         sync()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            evaluate(model, test_loader, accelerator, len(splits.test))
+            run_inference(model, test_loader, accelerator, len(splits.test))
         sync()
         eval_s.append(time.perf_counter() - t0)
 
@@ -128,6 +130,11 @@ def child(args: argparse.Namespace) -> None:
     if args.profile:
         profile = _profile(model, splits, cfg, accelerator)
 
+    # Accelerate keeps every prepared model and optimizer alive; free the trained pair so the floor
+    # model's memory does not stack on top of it (the peak is the trained model's own).
+    del model, test_loader
+    accelerator.free_memory()
+    gc.collect()
     set_seed(0)
     floor_model = build_model(cfg, splits)
     floor_model.set_propagation("identity")
@@ -140,7 +147,7 @@ def child(args: argparse.Namespace) -> None:
            "bf16": bool(args.bf16), "threads": torch.get_num_threads(), "hidden_dim": cfg.hidden_dim,
            "train_dialogues": len(splits.train), "test_dialogues": len(splits.test),
            "train_utterances": sum(len(d) for d in splits.train),
-           "edges_per_batch": sum(edges) / len(edges), "pair_graphs_per_batch": math.comb(len(cfg.modalities), 2), "edges_per_epoch": sum(edges),
+           "edges_per_batch": sum(edges) / len(edges), "pair_graphs_per_batch": math.comb(len(cfg.data.modalities), 2), "edges_per_epoch": sum(edges),
            "train_epoch_s": train_epoch_s, "eval_test_s": statistics.median(eval_s[1:]),
            "floor_s": floor_s, "floor_ratio": train_epoch_s / floor_s,
            "peak_rss_mib": _peak_rss_mib(), "peak_rss_after_train_mib": peak_after_train,
@@ -238,7 +245,7 @@ def main() -> None:
                 f"{'test (s)':>8} {'peak RSS MiB':>12} {'RSS after load':>14}")
         print(head + ("  cuda peak MiB" if args.device == "cuda" else ""), file=log)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "MKL_NUM_THREADS": str(args.num_threads)}
-        results = []
+        results, failed = [], []
         for w in args.windows:
             cmd = [sys.executable, __file__, "--child", "--pickle", str(path), "--window", str(w),
                    "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device,
@@ -251,6 +258,7 @@ def main() -> None:
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 print(f"window {w}: child failed\n{proc.stderr[-3000:]}", file=log)
+                failed.append(w)
                 continue
             r = json.loads(lines[-1][len("RESULT "):])
             results.append(r)
@@ -271,6 +279,8 @@ def main() -> None:
                   f"epoch time x{b['train_epoch_s'] / a['train_epoch_s']:.2f} (exponent {growth:.2f}; "
                   f"<= 1 = no faster than linear)", file=log)
         print(f"load average at the end: {os.getloadavg()}", file=log)
+    if failed:
+        sys.exit(f"bench_graph_epoch: the child failed for window(s) {failed}")
 
 
 if __name__ == "__main__":
