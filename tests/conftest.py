@@ -90,3 +90,23 @@ def require_data(*parts: str) -> Path:
     if data_required():
         pytest.fail(f"ERC_REQUIRE_DATA is set but {why}", pytrace=False)
     pytest.skip(why)
+
+
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt"}
+
+
+def pickle_files(folder: Path) -> list[str]:
+    """Files under ``folder`` that are pickles or ``torch.save`` archives (we never write either).
+
+    A file counts when its suffix is a pickle one, or (safetensors aside, whose first bytes are a
+    header length) it starts with the pickle protocol opcode or the zip magic ``torch.save`` uses.
+    """
+    found = []
+    for p in sorted(Path(folder).rglob("*")):
+        if not p.is_file():
+            continue
+        head = p.open("rb").read(4)
+        is_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        if p.suffix in PICKLE_SUFFIXES or (p.suffix != ".safetensors" and (is_pickle or head == b"PK\x03\x04")):
+            found.append(str(p.relative_to(folder)))
+    return found

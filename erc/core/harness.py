@@ -9,7 +9,8 @@ written) -> run folder checked writable -> ``run.json`` and the resolved
 ``config.yaml`` -> ``init_trackers`` with the flattened config.
 
 :class:`Checkpoints` keeps named folders (``epoch_N/``, ``step_N/``) written by
-``accelerator.save_state`` under a temporary name and renamed into place, each with
+:func:`erc.core.state_io.save_training_state` (what ``accelerator.save_state`` saves, as
+safetensors + JSON: no pickle) under a temporary name and renamed into place, each with
 the resolved ``config.yaml``, ``trainer_state.json`` (the loop's counters and history,
 JSON) and ``checkpoint.json`` (written last: file sizes, progress, the run identity).
 A checkpoint is complete when its ``checkpoint.json`` is there and every file has its
@@ -37,6 +38,7 @@ from erc.core.accel import end_stage, use_cpu_processes
 from erc.core.config import ConfigError, save_config
 from erc.core.io import check_writable, read_json, write_json
 from erc.core.logs import setup_logging
+from erc.core.state_io import load_training_state, save_training_state
 from erc.core.runs import (
     IdentityRule,
     RunIdentity,
@@ -229,9 +231,9 @@ class Checkpoints:
         if acc.is_main_process:
             if tmp.exists():
                 shutil.rmtree(tmp)
-            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=True)
+        save_training_state(acc, tmp)
         acc.wait_for_everyone()
         if acc.is_main_process:
             write_json(tmp / TRAINER_STATE, dict(trainer_state))
@@ -327,7 +329,7 @@ class Checkpoints:
         return Candidate(final, c.name, c.progress, c.manifest)
 
     def _load(self, c: Candidate) -> dict:
-        self.accelerator.load_state(str(c.path))
+        load_training_state(self.accelerator, c.path)
         return read_json(c.path / TRAINER_STATE)
 
     def resume(self, which: str = "latest", allow_config_change: bool = False) -> tuple[dict, Path] | None:

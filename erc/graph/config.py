@@ -143,7 +143,7 @@ class DifficultyConfig:
         "help": "model: mean loss of model_dir's model; labels: label entropy + shift rate; "
                 "auto: model if model_dir is set, else labels", "choices": DIFFICULTY_METHODS})
     model_dir: str | None = field(default=None, metadata={
-        "help": "folder of a trained graph model (model.pt + model_config.json from train-graph)"})
+        "help": "folder of a trained graph model (model.safetensors + model_config.json from train-graph)"})
     split: str = field(default="train", metadata={"help": "which split's dialogues to score",
                                                   "choices": SPLITS})
     batch_size: int = field(default=16, metadata={"help": "dialogues per batch for the model pass"})

@@ -19,7 +19,6 @@ Pipeline for a :class:`erc.data.batch.DialogueBatch`:
 """
 from __future__ import annotations
 
-import io
 import itertools
 import pickle
 from dataclasses import asdict, dataclass, field, fields
@@ -28,15 +27,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file as safetensors_load_file
+from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from erc.core.errors import FileFormatError
-from erc.core.io import atomic_write_bytes, read_json, write_json
+from erc.core.io import atomic_write_bytes, check_safetensors, read_json, write_json
 from erc.graph.card import write_graph_card
 from erc.graph.edges import cross_modal_graph, num_distance_buckets, shift_pairs, temporal_graph
 from erc.graph.layers import PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation
 
-MODEL_FILE = "model.pt"
+MODEL_FILE = "model.safetensors"
+LEGACY_MODEL_FILE = "model.pt"      # torch.save state dict written before safetensors; still read
 META_FILE = "model_config.json"
 
 
@@ -169,12 +171,11 @@ class GraphSmile(nn.Module):
 
 
 def save_graph_model(model: GraphSmile, directory: str | Path, extra: dict | None = None) -> None:
-    """Write ``model.pt`` (state dict), ``model_config.json`` and the model card ``README.md`` into ``directory``."""
+    """Write ``model.safetensors`` (state dict), ``model_config.json`` and the model card ``README.md`` into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    atomic_write_bytes(directory / MODEL_FILE, buf.getvalue())
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(directory / MODEL_FILE, safetensors_save(state, metadata={"format": "pt"}))
     write_json(directory / META_FILE, {"model": asdict(model.cfg), **(extra or {})})
     write_graph_card(directory, asdict(model.cfg), extra or {})   # README.md: the model card
 
@@ -184,11 +185,14 @@ def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[
 
     Every field of :class:`GraphModelConfig` must be in ``model_config.json`` (a missing
     or unknown key is an error naming the file and the key, never a silent default);
-    ``model.pt`` is read with ``torch.load(weights_only=True)``. A damaged file raises
+    weights are read from ``model.safetensors``; a folder from before safetensors has
+    ``model.pt``, read with ``torch.load(weights_only=True)``. A damaged file raises
     :class:`erc.core.errors.FileFormatError` naming it.
     """
     directory = Path(directory)
     meta_path, weights = directory / META_FILE, directory / MODEL_FILE
+    if not weights.is_file() and (directory / LEGACY_MODEL_FILE).is_file():
+        weights = directory / LEGACY_MODEL_FILE
     for p in (meta_path, weights):
         if not p.is_file():
             raise FileNotFoundError(f"{p} missing: {directory} is not a saved graph model "
@@ -210,15 +214,15 @@ def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[
         model = GraphSmile(GraphModelConfig(**arch))
     except (TypeError, ValueError, KeyError) as exc:
         raise FileFormatError(f"{meta_path}: field 'model': cannot build the model from it ({exc})") from None
-    try:
-        state = torch.load(weights, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:  # torch's own text suggests weights_only=False: never do that here
-        raise FileFormatError(f"{weights}: refusing to load: it holds objects other than tensors (read with "
-                              "torch.load(weights_only=True); save_graph_model writes only a state dict)") from None
-    except Exception as exc:  # truncated zip, not a torch file: name the file
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise FileFormatError(f"{weights}: cannot be read as a state dict saved by torch.save "
-                              f"({type(exc).__name__}: {detail})") from None
+    if weights.suffix == ".safetensors":
+        check_safetensors(weights)      # a truncated or damaged file is named before anything is read
+        try:
+            state = safetensors_load_file(str(weights), device=map_location)
+        except Exception as exc:  # noqa: BLE001 - safetensors' own errors do not name the file
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise FileFormatError(f"{weights}: cannot be read as safetensors ({type(exc).__name__}: {detail})") from None
+    else:
+        state = _load_legacy_weights(weights, map_location)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
@@ -226,6 +230,19 @@ def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[
         raise FileFormatError(f"{weights}: does not match the architecture in {META_FILE} ({detail})") from None
     model.eval()
     return model, meta
+
+
+def _load_legacy_weights(weights: Path, map_location: str) -> dict:
+    """A ``model.pt`` of an older release: only tensors (``weights_only=True``), never arbitrary objects."""
+    try:
+        return torch.load(weights, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's own text suggests weights_only=False: never do that here
+        raise FileFormatError(f"{weights}: refusing to load: it holds objects other than tensors (read with "
+                              "torch.load(weights_only=True); save_graph_model writes only a state dict)") from None
+    except Exception as exc:  # truncated zip, not a torch file: name the file
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise FileFormatError(f"{weights}: cannot be read as a state dict saved by torch.save "
+                              f"({type(exc).__name__}: {detail})") from None
 
 
 def probabilities(out: GraphOutput) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import pickle_files
 from erc.core.harness import MANIFEST, start_run
 from erc.core.runs import (
     IDENTITY_FILE,
@@ -154,8 +155,10 @@ def test_checkpoint_folders_hold_config_state_and_keep_last_k(tmp_path):
     ckpt = tmp_path / "k" / "checkpoints"
     assert sorted(p.name for p in ckpt.iterdir()) == ["epoch_2", "epoch_3"]     # keep=2
     e3 = ckpt / "epoch_3"
-    assert {"config.yaml", "trainer_state.json", MANIFEST, "model.safetensors", "optimizer.bin"} <= {
-        p.name for p in e3.iterdir()}
+    assert {p.name for p in e3.iterdir()} == {
+        "config.yaml", "trainer_state.json", MANIFEST, "model.safetensors", "optimizer.safetensors", "optimizer.json",
+        "random_states_0.json", "random_states_0.safetensors"}
+    assert pickle_files(ckpt) == []          # what save_state would pickle is safetensors + JSON here
     assert json.loads((e3 / "trainer_state.json").read_text())["epoch"] == 3
     manifest = json.loads((e3 / MANIFEST).read_text())
     assert manifest["files"]["model.safetensors"] == (e3 / "model.safetensors").stat().st_size

@@ -18,7 +18,7 @@ from erc.core.errors import FileFormatError
 from erc.data.config import DialogueDataConfig
 from erc.graph.config import GraphTrainConfig
 from erc.data.synthetic_pickles import build_layout, write_layout_pickle
-from erc.graph.model import META_FILE, MODEL_FILE, GraphModelConfig, GraphSmile, load_graph_model, save_graph_model
+from erc.graph.model import LEGACY_MODEL_FILE, META_FILE, MODEL_FILE, GraphModelConfig, GraphSmile, load_graph_model, save_graph_model
 from erc.core.io import read_json, write_json
 from tests.data.test_safety import _System, crafted_pickle
 
@@ -194,19 +194,31 @@ def test_model_config_missing_key_is_named(tmp_path, capsys, graph_model_dir):
     assert rc == 2 and "model_config.json: field 'model': missing key(s) ['hidden_dim']" in lines[-2]
 
 
-def test_damaged_or_unsafe_model_pt_is_named(tmp_path, graph_model_dir):
+def test_graph_model_is_safetensors_and_damage_is_named(tmp_path, graph_model_dir):
+    """The saved graph model is safetensors (no pickle in the folder); a truncated file is named; an
+    older release's model.pt still loads, read with weights_only=True (a payload never runs)."""
+    from tests.conftest import pickle_files
+
     model, _ = load_graph_model(graph_model_dir)               # the intact folder loads
     assert model.cfg.hidden_dim == 8 and not model.training
     weights = graph_model_dir / MODEL_FILE
+    assert MODEL_FILE == "model.safetensors" and weights.is_file() and pickle_files(graph_model_dir) == []
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
     data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2])
-    with pytest.raises(FileFormatError, match=rf"{weights}: cannot be read as a state dict"):
+    weights.write_bytes(data[: len(data) - 7])
+    with pytest.raises(FileFormatError, match=rf"{weights}: truncated safetensors file"):
         load_graph_model(graph_model_dir)
+
+    weights.unlink()                                         # a folder written before safetensors
+    legacy = graph_model_dir / LEGACY_MODEL_FILE
+    torch.save(reference, legacy)
+    old, _ = load_graph_model(graph_model_dir)
+    assert all(torch.equal(old.state_dict()[k], v) for k, v in reference.items())
     marker = tmp_path / "MARKER"
-    torch.save({"w": _System(f"touch {marker}")}, weights)     # weights_only=True refuses it, nothing runs
-    with pytest.raises(FileFormatError, match=rf"{weights}: refusing to load: it holds objects other than tensors"):
+    torch.save({"w": _System(f"touch {marker}")}, legacy)     # weights_only=True refuses it, nothing runs
+    with pytest.raises(FileFormatError, match=rf"{legacy}: refusing to load: it holds objects other than tensors"):
         load_graph_model(graph_model_dir)
     assert not marker.exists()
-    torch.save({"unexpected.weight": torch.zeros(1)}, weights)
-    with pytest.raises(FileFormatError, match=rf"{weights}: does not match the architecture in {META_FILE}"):
+    torch.save({"unexpected.weight": torch.zeros(1)}, legacy)
+    with pytest.raises(FileFormatError, match=rf"{legacy}: does not match the architecture in {META_FILE}"):
         load_graph_model(graph_model_dir)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from erc.vad.train import LOG_COLUMNS, LengthGroupedSampler
-from tests.conftest import free_port
+from tests.conftest import free_port, pickle_files
 
 ROOT = Path(__file__).resolve().parents[2]
 # 20 synthetic dialogues: 12 train (sessions 1-3), 4 validation, 4 test; eval batches of 8 so the
@@ -79,8 +80,11 @@ def test_end_to_end_files(full_run):
     out = full_run
     for name in ("config.yaml", "train_log.csv", "metrics.json", "test_predictions.csv",
                  "best_model/config.json", "best_model/model.safetensors", "best_model/README.md",
-                 "checkpoints/epoch_1/model.safetensors", "checkpoints/epoch_2/optimizer.bin"):
+                 "checkpoints/epoch_1/model.safetensors", "checkpoints/epoch_2/optimizer.safetensors",
+                 "checkpoints/epoch_2/optimizer.json", "checkpoints/epoch_2/scheduler.json",
+                 "checkpoints/epoch_2/random_states_0.json", "checkpoints/epoch_2/random_states_0.safetensors"):
         assert (out / name).is_file(), name
+    assert pickle_files(out) == []     # no optimizer.bin / random_states_0.pkl: nothing we write is a pickle
     with open(out / "train_log.csv") as fh:
         header = fh.readline().strip().split(",")
     assert header[:6] == ["epoch", "train_loss", "val_loss", "val_mse", "val_rmse", "val_mae"]
@@ -169,19 +173,40 @@ def test_two_processes_count_each_example_once(tmp_path, tiny_encoder_dir):
         assert metrics(resumed)["test"][key] == pytest.approx(m1["test"][key], rel=1e-3, abs=1e-4)
 
 
-def test_early_stopping_and_best_by_val_loss(tmp_path, tiny_encoder_dir):
-    """With lr 0 the validation loss never improves: stop after `patience` epochs, keep epoch 1."""
+def test_early_stopping_and_best_by_val_loss(tmp_path, tiny_encoder_dir, monkeypatch):
+    """Scripted validation losses 0.9, 0.7, 0.8, 0.85 (lower is better), patience 2: the best epoch is 2,
+    training stops after epoch 4 of 6, and best_model/ holds epoch 2's weights, not the last epoch's."""
+    from safetensors.torch import load_file
+
+    import erc.vad.train as vad_train
     from erc.core.config import config_from_flat
     from erc.vad.config import FinetuneConfig
-    from erc.vad.train import run_finetune
 
+    scripted = [0.9, 0.7, 0.8, 0.85]
+    real_evaluate, calls = vad_train.evaluate, []
+
+    def scripted_evaluate(model, loader, accelerator):
+        out = real_evaluate(model, loader, accelerator)
+        if len(calls) < len(scripted):           # the epoch-end validations; test/val after training are real
+            out["metrics"]["loss"] = scripted[len(calls)]
+        calls.append(out["metrics"]["loss"])
+        return out
+
+    monkeypatch.setattr(vad_train, "evaluate", scripted_evaluate)
     out = tmp_path / "es"
-    r = run_finetune(config_from_flat(FinetuneConfig, path="synthetic", synthetic_dialogues=10, epochs=5, lr=0.0,
-                                      num_threads=1, plots=False, model=str(tiny_encoder_dir),
-                                      selection_metric="loss", early_stopping_patience=2, output_dir=str(out)))
-    assert r["stopped_early"] and r["epochs_run"] == 3 and r["best_epoch"] == 1
-    rows = read_log(out)
-    assert len(rows) == 3 and len({r["val_loss"] for r in rows}) == 1
+    r = vad_train.run_finetune(config_from_flat(
+        FinetuneConfig, path="synthetic", synthetic_dialogues=10, epochs=6, lr=3.0e-3, num_threads=1, plots=False,
+        model=str(tiny_encoder_dir), selection_metric="loss", early_stopping_patience=2, keep_checkpoints=0,
+        output_dir=str(out)))
+    assert r["stopped_early"] and r["epochs_run"] == 4 and r["best_epoch"] == 2
+    assert r["best_value"] == 0.7 and r["metric_for_best"] == "val_loss"
+    assert [float(row["val_loss"]) for row in read_log(out)] == scripted
+    best = load_file(out / "best_model" / "model.safetensors")
+    at_epoch = {e: load_file(out / "checkpoints" / f"epoch_{e}" / "model.safetensors") for e in (2, 4)}
+    shared = sorted(set(best) & set(at_epoch[2]))
+    assert len(shared) == len(best)
+    assert all(torch.equal(best[k], at_epoch[2][k]) for k in shared)
+    assert not all(torch.equal(best[k], at_epoch[4][k]) for k in shared)   # the weights did move after epoch 2
 
 
 def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
