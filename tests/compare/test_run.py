@@ -198,19 +198,44 @@ def test_every_embedded_image_is_a_png(compare_run):
     assert len({src for src in srcs}) == 6                 # six different figures
 
 
-def test_rerun_reuses_cached_predictions(compare_run, tiny_encoder_dir):
-    from erc.compare.run import run_compare
+def test_rerun_reuses_cached_predictions(compare_run, tiny_encoder_dir, tmp_path, caplog):
+    """A re-run reuses every cached prediction file (and says so); changing a setting that the predictions
+    depend on (the anchor temperature) recomputes and rewrites that setting's file, and only that one."""
+    import logging
+    import shutil
 
-    before = {p.name: p.stat().st_mtime_ns for p in (compare_run / "predictions").glob("*.npz")}
-    cfg = resolve_config(CompareConfig, {
-        "model": str(tiny_encoder_dir), "output_dir": str(compare_run), "synthetic_dialogues": 30,
-        "class_sets": ["iemocap4"], "forest_seeds": [0], "forest_n_estimators": [15],
-        "forest_max_depth": [0], "forest_min_samples_leaf": [1], "tsne_max_points": 80,
-        "finetuned": [str(compare_run / "finetune" / "seed_0")], "train_finetuned": False, "num_threads": 1})
-    rep = run_compare(cfg, command="test")
-    after = {p.name: p.stat().st_mtime_ns for p in (compare_run / "predictions").glob("*.npz")}
-    assert before == after  # nothing recomputed
+    from erc.compare.run import run_compare
+    from erc.core.io import read_json
+
+    out = tmp_path / "run"                      # a copy: the module's compare_run stays as the fixture made it
+    shutil.copytree(compare_run, out)
+    pred = out / "predictions"
+    files = sorted(p.name for p in pred.glob("*.npz"))
+    finetuned = [f for f in files if f.startswith("finetuned_")]
+    assert "zeroshot_anchor.npz" in files and len(finetuned) == 1 and len(files) == 2
+    stamps = {f: (pred / f).stat().st_mtime_ns for f in files}
+    with np.load(pred / "zeroshot_anchor.npz") as z:
+        anchor_before = z["pred_test"].copy()
+    base = {"model": str(tiny_encoder_dir), "output_dir": str(out), "synthetic_dialogues": 30,
+            "class_sets": ["iemocap4"], "forest_seeds": [0], "forest_n_estimators": [15],
+            "forest_max_depth": [0], "forest_min_samples_leaf": [1], "tsne_max_points": 80,
+            "finetuned": [str(compare_run / "finetune" / "seed_0")], "train_finetuned": False, "num_threads": 1}
+    with caplog.at_level(logging.INFO, logger="erc.compare.run"):
+        rep = run_compare(resolve_config(CompareConfig, base), command="test")
+    assert {f: (pred / f).stat().st_mtime_ns for f in files} == stamps      # nothing recomputed
+    assert caplog.text.count("reusing cached predictions of") == 2
     assert [s["name"] for s in rep["settings"]][:2] == ["zero-shot anchor", "fine-tuned seed_0"]
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="erc.compare.run"):
+        run_compare(resolve_config(CompareConfig, {**base, "anchor_temperature": 0.5}), command="test")
+    assert "cached predictions of zeroshot_anchor were made with other settings: recomputing" in caplog.text
+    assert (pred / "zeroshot_anchor.npz").stat().st_mtime_ns != stamps["zeroshot_anchor.npz"]
+    assert read_json(pred / "zeroshot_anchor.json")["meta"]["temperature"] == 0.5
+    with np.load(pred / "zeroshot_anchor.npz") as z:
+        assert not np.allclose(z["pred_test"], anchor_before)             # really recomputed, not re-stamped
+    assert (pred / finetuned[0]).stat().st_mtime_ns == stamps[finetuned[0]]
+    assert caplog.text.count("reusing cached predictions of") == 1
 
 
 def test_html_images_load_in_headless_chromium(compare_run, tmp_path):

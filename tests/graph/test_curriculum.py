@@ -156,36 +156,65 @@ TINY_TRAIN = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, la
                   valid_fraction=0.2)
 
 
+class _Interrupted(Exception):
+    pass
+
+
 def test_train_graph_with_cmerc_options_reports_calibration_and_resumes(tmp_path):
+    """Curriculum + the three CMERC losses: the logged total is the weighted sum of its logged parts, the
+    pool of every epoch is pool_size() of the training set, and a run killed after epoch 2 and resumed
+    ends with exactly the epochs.csv of an uninterrupted run."""
     import pandas as pd
 
     from erc.core.io import read_json
     from erc.core.config import config_from_flat
+    from erc.data.dialogues import load_splits
     from erc.graph.config import GraphTrainConfig
+    from erc.graph.curriculum import pool_size
     from erc.graph.train import run_train_graph
 
     flags = dict(curriculum=True, epoch_ratio=0.5, curriculum_init_fraction=0.25, rank_coef=0.005,
                  mscl_coef=0.05, cscl_coef=0.05)
-    cfg = config_from_flat(GraphTrainConfig, {**TINY_TRAIN, **flags, "epochs": 2,
-                                               "output_dir": str(tmp_path / "run")})
+
+    def config(name):
+        return config_from_flat(GraphTrainConfig, {**TINY_TRAIN, **flags, "epochs": 4,
+                                                   "output_dir": str(tmp_path / name)})
+
+    cfg = config("full")
     run_train_graph(cfg)
-    seed_dir = tmp_path / "run" / "seed_0"
+    seed_dir = tmp_path / "full" / "seed_0"
     hist = pd.read_csv(seed_dir / "epochs.csv")
-    # the pool grows: ceil(N * 0.25) at epoch 0, then N * (0.25 + 0.75 * 1 / (0.5 * 2)) = N
-    assert hist["curriculum_pool"].iloc[0] < hist["curriculum_pool"].iloc[1]
-    for col in ("valid_ece", "valid_mce", "valid_nll", "valid_brier", "loss_rank", "loss_mscl", "loss_cscl"):
-        assert col in hist and hist[col].notna().all()
+    assert hist["epoch"].tolist() == [0, 1, 2, 3]
+
+    # total = lambda-weighted task losses + coef-weighted CMERC losses, each logged part a batch mean
+    weighted = (cfg.lambda_emo * hist["loss_emo"] + cfg.lambda_sen * hist["loss_sen"]
+                + cfg.lambda_shift * hist["loss_sft"] + 0.005 * hist["loss_rank"]
+                + 0.05 * hist["loss_mscl"] + 0.05 * hist["loss_cscl"])
+    np.testing.assert_allclose(hist["loss"], weighted, rtol=1e-5)
+    assert (hist[["loss_rank", "loss_mscl", "loss_cscl"]] > 0).all().all()
+
+    # the pool: ceil(N min(1, 0.25 + 0.75 e / (0.5 * 4))) of the N training dialogues
+    n_train = len(load_splits(cfg.data).train)
+    assert hist["curriculum_pool"].tolist() == [pool_size(e, 4, n_train, 0.5, 0.25) for e in range(4)]
+    assert hist["curriculum_pool"].tolist() == [math.ceil(n_train * f) for f in (0.25, 0.625, 1.0, 1.0)]
+
+    for col in ("valid_ece", "valid_mce", "valid_nll", "valid_brier"):
+        assert hist[col].notna().all()
     best = seed_dir / "best_model"
     for name in ("reliability_test.png", "reliability_test_ts.png", "calibration.json"):
         assert (best / name).is_file()
-    res = read_json(tmp_path / "run" / "results.json")
+    res = read_json(tmp_path / "full" / "results.json")
     assert 0 <= res["test_ece_mean"] <= 1 and res["test_temperature_mean"] > 0
-    state = read_json(seed_dir / "checkpoints" / "epoch_2" / "trainer_state.json")   # named checkpoints (harness)
-    assert state["curriculum"]["epoch"] == 1
-    # resume to 4 epochs: the saved pool state is checked and continued
-    cfg4 = config_from_flat(GraphTrainConfig, {**TINY_TRAIN, **flags, "epochs": 4,
-                                                "output_dir": str(tmp_path / "run")})
-    run_train_graph(cfg4)
-    hist4 = pd.read_csv(seed_dir / "epochs.csv")
-    assert hist4["epoch"].tolist() == [0, 1, 2, 3]
-    assert hist4["curriculum_pool"].iloc[3] == hist4["curriculum_pool"].max()
+
+    # killed after epoch 2 (its checkpoint written), then resumed: the same history, number for number
+    def stop_after_second(info):
+        if info["epoch"] == 1:
+            raise _Interrupted
+    with pytest.raises(_Interrupted):
+        run_train_graph(config("resumed"), on_epoch_end=stop_after_second)
+    resumed_dir = tmp_path / "resumed" / "seed_0"
+    state = read_json(resumed_dir / "checkpoints" / "epoch_2" / "trainer_state.json")
+    assert state["curriculum"]["epoch"] == 1 and len(pd.read_csv(resumed_dir / "epochs.csv")) == 2
+    run_train_graph(config("resumed"))
+    pd.testing.assert_frame_equal(pd.read_csv(resumed_dir / "epochs.csv"), hist)
+    assert read_json(resumed_dir / "result.json")["test"] == read_json(seed_dir / "result.json")["test"]

@@ -88,9 +88,26 @@ def test_load_difficulty_errors_name_file_and_field(tmp_path):
 
 
 def test_run_difficulty_on_synthetic_corpus_labels(tmp_path):
+    """The training split's dialogues and only those are scored (a test dialogue in a curriculum file would
+    be a leak), and a score equals entropy/log C + shift rate computed here by hand."""
+    from collections import Counter
+
+    from erc.data.dialogues import load_splits
+
     out = tmp_path / "diff.csv"
     cfg = config_from_flat(DifficultyConfig, dataset="synthetic", synthetic_dialogues=20, output=str(out))
     scores = run_difficulty(cfg)
     assert out.is_file() and (tmp_path / "diff.config.yaml").is_file()
     assert load_difficulty(out) == pytest.approx(scores)
-    assert len(scores) > 0 and all(0.0 <= v <= 2.0 for v in scores.values())
+    splits = load_splits(cfg.data)
+    assert sorted(scores) == sorted(d.dialogue_id for d in splits.train)
+    assert not set(scores) & {d.dialogue_id for d in [*splits.valid, *splits.test]}
+    hand = {}
+    for d in splits.train:
+        y = [int(v) for v in d.labels if v >= 0]
+        counts = Counter(y)
+        entropy = -sum(c / len(y) * math.log(c / len(y)) for c in counts.values()) / math.log(splits.num_classes)
+        shifts = sum(a != b for a, b in zip(y, y[1:])) / (len(y) - 1)
+        hand[d.dialogue_id] = entropy + shifts
+    assert scores == pytest.approx(hand, abs=1e-12)
+    assert len(set(np.round(list(hand.values()), 9))) > 1     # the corpus has easier and harder dialogues
