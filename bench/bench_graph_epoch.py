@@ -153,7 +153,8 @@ def child(args: argparse.Namespace) -> None:
            "peak_rss_mib": _peak_rss_mib(), "peak_rss_after_train_mib": peak_after_train,
            "rss_start_mib": rss_start, "rss_after_load_mib": rss_after_load,
            "peak_rss_after_load_mib": peak_after_load, "load_s": load_s,
-           "epoch_s": epoch_s, "floor_epoch_s": floor_epoch_s, "eval_s": eval_s[1:]}
+           "epoch_s": epoch_s, "floor_epoch_s": floor_epoch_s, "eval_s": eval_s[1:],
+           "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}}
     if cuda:
         out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     if profile is not None:
