@@ -83,6 +83,9 @@ class PipelineConfig:
         "help": "clear output_dir first (when it holds stages of another config; without it they are refused)"})
     synthetic_dialogues: int = field(default=60, metadata={
         "help": "size of the built-in synthetic corpus, the same for every stage"})
+    model: str = field(default="", metadata={
+        "help": "base encoder (Hub name or local folder) for fine-tuning and for the comparison's zero-shot "
+                "setting; overrides the model of both sections (empty: the sections' own)"})
     finetune: dict = field(default_factory=lambda: {"epochs": 4}, metadata={
         "cli": False, "help": "FinetuneConfig fields"})
     embed: dict = field(default_factory=dict, metadata={"cli": False, "help": "EmbedConfig fields"})
@@ -103,6 +106,7 @@ def finetune_config(cfg: PipelineConfig):
     # resume auto: an interrupted fine-tuning run continues from its newest checkpoint (same identity only)
     values = {"resume": "auto", **sec,
               "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
+              **({"model": cfg.model} if cfg.model else {}),
               **FINETUNE.place(stage_dir(cfg, "finetune"))}
     return config_from_dict(FINETUNE.config_class, values, "pipeline section 'finetune'")
 
@@ -130,6 +134,7 @@ def compare_config(cfg: PipelineConfig):
     sec = cfg.compare
     values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
               "finetuned": [finetune_config(cfg).output_dir], "train_finetuned": False,
+              **({"model": cfg.model} if cfg.model else {}),
               **COMPARE.place(stage_dir(cfg, "compare"))}
     return config_from_dict(COMPARE.config_class, values, "pipeline section 'compare'")
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +13,8 @@ import yaml
 from erc.core.config import ConfigError, resolve_config
 from erc.pipeline import MARKER, PipelineConfig, graph_config, is_complete, stage_dir
 from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "synthetic_dialogues": 30,
@@ -138,3 +141,18 @@ def test_second_pipeline_run_with_another_config_is_refused_then_overwrite(tmp_p
     run_pipeline(config_from_dict(PipelineConfig, {**changed, "overwrite": True}))
     assert json.loads((out / "finetune" / "run.json").read_text())["config"]["lr"] == 1.0e-3
     assert marker.stat().st_mtime_ns != before[str(marker)]
+
+
+def test_model_flag_sets_the_base_encoder_of_finetune_and_compare_only():
+    """`pipeline --model PATH` fine-tunes PATH and uses it for the zero-shot setting; embed uses the
+    fine-tuned folder; without the flag each section keeps its own model."""
+    from erc.core.config import resolve_config
+    from erc.pipeline import PipelineConfig, compare_config, embed_config, finetune_config
+
+    yaml = ROOT / "configs" / "pipeline_iemocap_minilm.yaml"
+    cfg = resolve_config(PipelineConfig, {"model": "/models/minilm"}, yaml)
+    assert finetune_config(cfg).model == "/models/minilm" and compare_config(cfg).model == "/models/minilm"
+    assert embed_config(cfg).model == str(Path("runs/pipeline_iemocap_minilm/finetune/best_model"))
+    assert finetune_config(cfg).data.test_sessions == [4] and 5 not in finetune_config(cfg).data.train_sessions
+    plain = resolve_config(PipelineConfig, {"compare": {"model": "builtin:tiny"}, "finetune": {"model": "x"}})
+    assert finetune_config(plain).model == "x" and compare_config(plain).model == "builtin:tiny"
