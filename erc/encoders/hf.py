@@ -99,22 +99,31 @@ def encoder_inputs(batch: dict, device) -> dict:
     return {k: batch[k].to(device) for k in keys if k in batch}
 
 
-def batches_by_length(tokenizer, texts: Sequence[str], batch_size: int, max_length: int):
-    """Yield (positions, tokenised batch) over texts sorted by length (dynamic padding)."""
+def batches_by_length(tokenizer, texts: Sequence[str], batch_size: int, max_length: int,
+                      pairs: Sequence[str] | None = None):
+    """Yield (positions, tokenised batch) over texts sorted by length (dynamic padding).
+
+    ``pairs``: a second segment per text (the dialogue context, :mod:`erc.data.context`).
+    """
     texts = [str(t) for t in texts]
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    if pairs is not None and len(pairs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(pairs)} context segments")
+    lengths = [len(ids) for ids in tokenizer(texts, pairs, truncation=True, max_length=max_length)["input_ids"]]
     order = np.argsort(-np.asarray(lengths), kind="stable")
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        enc = tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length,
-                        padding=True, return_tensors="pt")
+        enc = tokenizer([texts[j] for j in idx], [pairs[j] for j in idx] if pairs is not None else None,
+                        truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         yield idx, enc
 
 
 @torch.no_grad()
 def encode_texts(model, tokenizer, texts: Sequence[str], pooling: str = "cls", batch_size: int = 32,
-                 max_length: int = 128, device=None) -> np.ndarray:
-    """Pooled encoder embeddings ``(n, hidden)`` in input order (batches sorted by length)."""
+                 max_length: int = 128, device=None, pairs: Sequence[str] | None = None) -> np.ndarray:
+    """Pooled encoder embeddings ``(n, hidden)`` in input order (batches sorted by length).
+
+    ``pairs``: an optional second segment per text (the dialogue context).
+    """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -122,7 +131,7 @@ def encode_texts(model, tokenizer, texts: Sequence[str], pooling: str = "cls", b
     model.eval()
     hidden = model.config.hidden_size
     out = np.zeros((len(texts), hidden), dtype=np.float32)
-    for idx, enc in batches_by_length(tokenizer, texts, batch_size, max_length):
+    for idx, enc in batches_by_length(tokenizer, texts, batch_size, max_length, pairs):
         inputs = encoder_inputs(enc, device)
         last = model(**inputs).last_hidden_state
         out[idx] = pool_hidden(last, inputs["attention_mask"], pooling).float().cpu().numpy()

@@ -35,7 +35,11 @@ class FinetuneConfig:
         "Hugging Face model name, local HF folder, or builtin:tiny"))
     pooling: str = field(default="cls", metadata=_h("sentence pooling", choices=POOLINGS))
     dropout: float = field(default=0.1, metadata=_h("dropout before the head"))
-    max_length: int = field(default=128, metadata=_h("max tokens per utterance"))
+    max_length: int = field(default=128, metadata=_h("max tokens per utterance (with its context)"))
+    context_past: int = field(default=0, metadata=_h(
+        "previous turns of the dialogue read with each utterance (speaker-tagged, the target marked; "
+        "cut from the far side first; saved with the model). 0 = the utterance alone"))
+    context_future: int = field(default=0, metadata=_h("following turns read with each utterance (as context_past)"))
     output_dir: str = field(default="runs/vad_quickstart", metadata=_h("run directory"))
     epochs: int = field(default=6, metadata=_h("training epochs"))
     batch_size: int = field(default=16, metadata=_h("per-device training batch size"))
@@ -71,6 +75,9 @@ class FinetuneConfig:
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"field '{name}': expected >= 1, got {getattr(self, name)}")
+        for name in ("context_past", "context_future"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"field '{name}': expected >= 0 turns, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"field 'warmup_ratio': expected in [0, 1), got {self.warmup_ratio}")
         if self.lr < 0:
@@ -104,6 +111,11 @@ class EmbedConfig:
     pooling: str = field(default="mean", metadata={"help": "pooling for erc.encoders.hf.encode_texts",
                                                    "choices": POOLINGS})
     batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
+    context_past: int = field(default=0, metadata={"help": (
+        "previous turns read with each utterance, for a plain encoder (a fine-tuned V/A/D folder uses the "
+        "rule it was trained with)")})
+    context_future: int = field(default=0, metadata={"help": "following turns (as context_past)"})
+    max_length: int = field(default=128, metadata={"help": "max tokens per input, for a plain encoder"})
     output: str = field(default="runs/embeddings.npz", metadata={"help": "output .npz (written atomically)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     synthetic_dialogues: int = 60

@@ -114,7 +114,8 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
     return VADSplits(frame=df, datasets=DatasetDict(out), mode=mode, test_is_validation=test_is_val, fmt=fmt)
 
 
-def read_prediction_input(path: str | Path, text_column: str = "text", id_column: str = "") -> pd.DataFrame:
+def read_prediction_input(path: str | Path, text_column: str = "text", id_column: str = "",
+                          dialogue_column: str = "") -> pd.DataFrame:
     """Texts to predict: an IEMOCAP root, a .txt (one per line) or a table; columns utterance_id, text."""
     path = Path(path)
     if path.is_dir():
@@ -124,7 +125,7 @@ def read_prediction_input(path: str | Path, text_column: str = "text", id_column
         kept = [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
         df = pd.DataFrame({"utterance_id": [f"line{i:06d}" for i, _ in kept], "text": [t for _, t in kept]})
     elif path.is_file():
-        df = read_table(path, text=text_column, id=id_column, require_labels=False)
+        df = read_table(path, text=text_column, id=id_column, dialogue=dialogue_column, require_labels=False)
     else:
         raise FileNotFoundError(f"--input {path}: no such file or folder")
     return df

@@ -15,6 +15,7 @@ from erc.core.config import ConfigError, save_config
 from erc.core.errors import ErcError
 from erc.core.io import check_writable
 from erc.core.harness import start_local
+from erc.data.context import context_inputs, pair_special_tokens, tokenizer_counter
 from erc.data.readers import read_corpus
 from erc.data.registry import get_spec
 from erc.data.text import write_embeddings
@@ -27,11 +28,21 @@ from erc.vad.predict import check_model_folder, load_vad_model
 logger = logging.getLogger(__name__)
 
 
-def encoder_fn(model: str, pooling: str, batch_size: int):
-    """``texts -> (n, d)`` from a fine-tuned VADRegressor folder or any encoder erc.encoders.hf can load."""
+def encoder_fn(model: str, pooling: str, batch_size: int, context: tuple[int, int] = (0, 0), max_length: int = 128):
+    """``(inputs, encode)`` for a fine-tuned VADRegressor folder or any encoder erc.encoders.hf can load.
+
+    ``inputs(texts, dialogue_ids, speakers) -> (texts, context segments)`` builds the encoder inputs
+    (a V/A/D folder by the context rule saved with it, a plain encoder by ``context`` = (past, future));
+    ``encode(texts, segments) -> (n, d)`` embeds them.
+    """
     if Path(model).is_dir() and is_vad_model_dir(model):
         reg = load_vad_model(model)
-        return lambda texts: reg.embed(texts, batch_size=batch_size)
+        saved = (reg.config.context_past, reg.config.context_future)
+        if context != (0, 0) and context != saved:
+            logger.warning("%s was trained with context %s (past, future); using that, not %s", model, saved, context)
+        return reg.inputs, lambda texts, pairs: encode_texts(
+            reg.encoder, reg.tokenizer, texts, pooling=reg.pooling, batch_size=batch_size,
+            max_length=reg.max_length, pairs=pairs)
     if Path(model).is_dir():
         check_model_folder(model, "field 'model'")
     try:
@@ -42,7 +53,13 @@ def encoder_fn(model: str, pooling: str, batch_size: int):
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise EncoderLoadError(f"field 'model': {model}: cannot load the encoder ({type(exc).__name__}: "
                                f"{detail})") from exc
-    return lambda texts: encode_texts(enc, tok, texts, pooling=pooling, batch_size=batch_size)
+
+    def inputs(texts, dialogue_ids, speakers):
+        return context_inputs(texts, dialogue_ids, speakers, context[0], context[1], tokenizer_counter(tok),
+                              max_length, pair_special_tokens(tok))
+
+    return inputs, lambda texts, pairs: encode_texts(enc, tok, texts, pooling=pooling, batch_size=batch_size,
+                                                     max_length=max_length, pairs=pairs)
 
 
 def run_embed(cfg: EmbedConfig) -> Path:
@@ -61,9 +78,14 @@ def run_embed(cfg: EmbedConfig) -> Path:
     uids = [u for d in dlgs for u in d.utterance_ids] if has_ids else None
     logger.info("embedding %d utterances of %d dialogues (%s) with %s", len(texts), len(dlgs), spec.name, cfg.model)
 
-    encode = encoder_fn(cfg.model, cfg.pooling, cfg.batch_size)
+    make_inputs, encode = encoder_fn(cfg.model, cfg.pooling, cfg.batch_size, (cfg.context_past, cfg.context_future),
+                                     cfg.max_length)
+    speakers = ([s for d in dlgs for s in d.speakers] if all(getattr(d, "speakers", None) is not None for d in dlgs)
+                else None)
+    inputs, pairs = make_inputs(texts, dialogue_ids, speakers)     # whole dialogues: context never crosses a chunk
     chunk = max(cfg.batch_size, 16 * cfg.batch_size)
-    parts = [np.asarray(encode(texts[i:i + chunk]), dtype=np.float32)
+    parts = [np.asarray(encode(inputs[i:i + chunk], pairs[i:i + chunk] if pairs is not None else None),
+                        dtype=np.float32)
              for i in tqdm(range(0, len(texts), chunk), desc="embed", unit="chunk")]
     emb = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     out = write_embeddings(cfg.output, emb, dialogue_ids, positions, uids, model=cfg.model)

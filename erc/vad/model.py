@@ -50,6 +50,7 @@ from transformers.utils import ModelOutput
 
 from erc.core.io import atomic_replace_dir
 from erc.data.registry import VAD_NAMES
+from erc.data.context import context_inputs, pair_special_tokens, tokenizer_counter
 from erc.encoders.hf import (POOLINGS, EncoderLoadError, batches_by_length, encode_texts, encoder_inputs, load_encoder,
                              pool_hidden)
 
@@ -72,7 +73,8 @@ class VADConfig(PretrainedConfig):
     sub_configs = {"encoder": AutoConfig}
 
     def __init__(self, encoder: PretrainedConfig | dict | None = None, pooling: str = "cls", dropout: float = 0.1,
-                 max_seq_length: int = 128, target_names: Sequence[str] = VAD_NAMES, **kwargs):
+                 max_seq_length: int = 128, target_names: Sequence[str] = VAD_NAMES, context_past: int = 0,
+                 context_future: int = 0, **kwargs):
         if isinstance(encoder, dict):
             encoder = dict(encoder)
             if "model_type" not in encoder:
@@ -86,6 +88,11 @@ class VADConfig(PretrainedConfig):
         self.dropout = float(dropout)
         self.max_seq_length = int(max_seq_length)   # not max_length: transformers reads that as a generation setting
         self.target_names = list(target_names)
+        # dialogue context the model was trained with (erc.data.context): inputs are built the same way
+        self.context_past, self.context_future = int(context_past), int(context_future)
+        if self.context_past < 0 or self.context_future < 0:
+            raise ValueError(f"VADConfig: context_past / context_future must be >= 0, got "
+                             f"{self.context_past} / {self.context_future}")
         kwargs["id2label"] = dict(enumerate(self.target_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(self.target_names)}
         kwargs["problem_type"] = "regression"
@@ -164,11 +171,12 @@ class VADRegressor(PreTrainedModel):
 
     @classmethod
     def from_encoder_name(cls, name_or_path: str, pooling: str = "cls", dropout: float = 0.1,
-                          max_length: int = 128, target_names: Sequence[str] = VAD_NAMES) -> "VADRegressor":
+                          max_length: int = 128, target_names: Sequence[str] = VAD_NAMES, context_past: int = 0,
+                          context_future: int = 0) -> "VADRegressor":
         """A new regressor (head untrained, scaler identity) on a pretrained encoder (name, folder, builtin:tiny)."""
         encoder, tokenizer = load_encoder(name_or_path)
         config = VADConfig(encoder=encoder.config, pooling=pooling, dropout=dropout, max_seq_length=max_length,
-                           target_names=target_names)
+                           target_names=target_names, context_past=context_past, context_future=context_future)
         return cls(config, encoder=encoder, tokenizer=tokenizer)
 
     # ---- scaler -------------------------------------------------------------------------
@@ -215,25 +223,54 @@ class VADRegressor(PreTrainedModel):
             raise ValueError("this VADRegressor has no tokenizer; build it with one to use predict/embed")
         return self.tokenizer
 
+    @property
+    def uses_context(self) -> bool:
+        return bool(getattr(self.config, "context_past", 0) or getattr(self.config, "context_future", 0))
+
+    def inputs(self, texts: Sequence[str], dialogue_ids: Sequence | None = None,
+               speakers: Sequence | None = None) -> tuple[list[str], list[str] | None]:
+        """Encoder inputs ``(texts, context segments)`` by the context rule saved with the model.
+
+        A model trained with context needs ``dialogue_ids`` (rows of a dialogue in order) to read
+        each turn with its neighbours; without them every text is its own one-turn dialogue.
+        """
+        past, future = getattr(self.config, "context_past", 0), getattr(self.config, "context_future", 0)
+        texts = [str(t) for t in texts]
+        if dialogue_ids is None and (past or future):
+            logger.warning("this model was trained with %d past / %d future turns of context, but no dialogue ids "
+                           "were given: each text is read as a one-turn dialogue", past, future)
+            dialogue_ids = list(range(len(texts)))
+        tok = self._require_tokenizer()
+        return context_inputs(texts, dialogue_ids if dialogue_ids is not None else [0] * len(texts), speakers,
+                              past, future, tokenizer_counter(tok), self.max_length, pair_special_tokens(tok))
+
     @torch.no_grad()
-    def predict(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """V/A/D ``(n, 3)`` on the original scale, in input order (``progress``: a tqdm bar)."""
+    def predict(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+                dialogue_ids: Sequence | None = None, speakers: Sequence | None = None) -> np.ndarray:
+        """V/A/D ``(n, 3)`` on the original scale, in input order (``progress``: a tqdm bar).
+
+        ``dialogue_ids`` / ``speakers``: the dialogue of each text (in order) for a model trained
+        with context (:meth:`inputs`).
+        """
         tok = self._require_tokenizer()
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         out = np.zeros((len(texts), len(self.target_names)), dtype=np.float32)
-        batches = batches_by_length(tok, texts, batch_size, self.max_length)
+        texts, pairs = self.inputs(texts, dialogue_ids, speakers)
+        batches = batches_by_length(tok, texts, batch_size, self.max_length, pairs)
         for idx, enc in tqdm(batches, total=-(-len(texts) // batch_size), desc="predict", disable=not progress):
             inputs = encoder_inputs(enc, device)
             out[idx] = self(**inputs)["vad"].float().cpu().numpy()
         self.train(was_training)
         return out
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Pooled encoder embeddings ``(n, hidden)`` (the fine-tuned text features)."""
+    def embed(self, texts: Sequence[str], batch_size: int = 32, dialogue_ids: Sequence | None = None,
+              speakers: Sequence | None = None) -> np.ndarray:
+        """Pooled encoder embeddings ``(n, hidden)`` (the fine-tuned text features), inputs as :meth:`inputs`."""
+        texts, pairs = self.inputs(texts, dialogue_ids, speakers)
         return encode_texts(self.encoder, self._require_tokenizer(), texts, pooling=self.pooling,
-                            batch_size=batch_size, max_length=self.max_length)
+                            batch_size=batch_size, max_length=self.max_length, pairs=pairs)
 
     # ---- persistence --------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | Path, push_to_hub: bool = False, **kwargs) -> Path:

@@ -4,10 +4,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from erc.core.config import ConfigError
 from erc.core.errors import ErcError
 from erc.core.io import check_safetensors, check_writable, read_json, write_csv
 from erc.core.logs import setup_logging
+from erc.data.context import dialogue_order
 from erc.data.registry import VAD_NAMES
 from erc.encoders.hf import EncoderLoadError
 from erc.vad.data import read_prediction_input
@@ -51,9 +54,19 @@ def run_predict(cfg) -> dict:
     if not cfg.input:
         raise ConfigError("field 'input': give --input (a CSV of texts, a .txt file or an IEMOCAP root)")
     check_writable(cfg.output, "field 'output':")          # before reading, loading and predicting
-    df = read_prediction_input(cfg.input, text_column=cfg.data.text_column, id_column=cfg.data.id_column)
+    df = read_prediction_input(cfg.input, text_column=cfg.data.text_column, id_column=cfg.data.id_column,
+                               dialogue_column=cfg.data.dialogue_column)
     model = load_vad_model(cfg.model_dir)
-    pred = model.predict(df["text"].tolist(), batch_size=cfg.batch_size, progress=True)
+    if model.uses_context and "dialogue_id" in df.columns:   # read each turn with its dialogue, as in training
+        order = dialogue_order(df)
+        rows_in_order = df.iloc[order]
+        sorted_pred = model.predict(rows_in_order["text"].tolist(), batch_size=cfg.batch_size, progress=True,
+                                    dialogue_ids=rows_in_order["dialogue_id"].astype(str).tolist(),
+                                    speakers=rows_in_order["speaker"].tolist() if "speaker" in df.columns else None)
+        pred = np.empty_like(sorted_pred)
+        pred[order] = sorted_pred
+    else:
+        pred = model.predict(df["text"].tolist(), batch_size=cfg.batch_size, progress=True)
     rows = [{"utterance_id": uid, **{d: float(p[j]) for j, d in enumerate(VAD_NAMES)}}
             for uid, p in zip(df["utterance_id"], pred)]
     write_csv(cfg.output, rows, ["utterance_id", *VAD_NAMES])

@@ -35,6 +35,7 @@ from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import write_csv, write_json
 from erc.core.metrics import regression_metrics
 from erc.core.runs import select_best
+from erc.data.context import frame_context
 from erc.data.registry import VAD_NAMES
 from erc.vad.card import finetune_card_info, write_model_card
 from erc.vad.data import build_splits
@@ -124,10 +125,18 @@ class TrainerState:
         self.__dict__.update(state)
 
 
-def tokenize_splits(dsets, tokenizer, max_length: int):
-    """Add input_ids/attention_mask, a float ``labels`` (n, 3) column, ``idx`` and ``length``."""
+def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = None):
+    """Add input_ids/attention_mask, a float ``labels`` (n, 3) column, ``idx`` and ``length``.
+
+    ``context``: ``utterance_id -> (target, context segment)`` (:func:`erc.data.context.frame_context`);
+    each utterance is then read as that sentence pair.
+    """
     def enc(batch, indices):
-        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        if context is None:
+            out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        else:
+            pairs = [context[str(u)] for u in batch["utterance_id"]]
+            out = tokenizer([t for t, _ in pairs], [c for _, c in pairs], truncation=True, max_length=max_length)
         out["labels"] = [list(v) for v in zip(*(batch[d] for d in VAD_NAMES))]
         out["idx"] = indices
         out["length"] = [len(ids) for ids in out["input_ids"]]
@@ -228,12 +237,15 @@ def build_parts(cfg, accelerator) -> FinetuneParts:
         splits = build_splits(cfg.data, seed=cfg.seed)
         # builtin:tiny is built on first use: one process builds it, the others then load it
         model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
-                                               max_length=cfg.max_length)
+                                               max_length=cfg.max_length, context_past=cfg.context_past,
+                                               context_future=cfg.context_future)
     train_targets = np.stack([np.asarray(splits.datasets["train"][d], dtype=np.float64) for d in VAD_NAMES], 1)
     model.fit_scaler(train_targets)
     tokenizer = model.tokenizer
     with accelerator.main_process_first():
-        tok = tokenize_splits(splits.datasets, tokenizer, cfg.max_length)
+        context = (frame_context(splits.frame, cfg.context_past, cfg.context_future, tokenizer, cfg.max_length)
+                   if cfg.context_past or cfg.context_future else None)
+        tok = tokenize_splits(splits.datasets, tokenizer, cfg.max_length, context)
     train_loader, sampler = make_train_loader(
         tok["train"], tokenizer, cfg.batch_size, cfg.seed, cfg.group_by_length,
         num_processes=accelerator.num_processes, drop_last=cfg.drop_last)
