@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from erc.core.config import MIXED_PRECISION, RESUME_HELP, ConfigError, check_resume
 from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP
 from erc.data.config import UtteranceDataConfig
-from erc.data.registry import DATASETS
+from erc.data.registry import CLASS_SETS, DATASETS
 from erc.encoders import POOLINGS
 
 #: Validation metrics (columns ``val_<name>`` of train_log.csv) that can pick the best epoch.
@@ -40,6 +40,12 @@ class FinetuneConfig:
         "previous turns of the dialogue read with each utterance (speaker-tagged, the target marked; "
         "cut from the far side first; saved with the model). 0 = the utterance alone"))
     context_future: int = field(default=0, metadata=_h("following turns read with each utterance (as context_past)"))
+    emotion_loss_weight: float = field(default=0.0, metadata=_h(
+        "multi-task: weight of an emotion-classification head's cross-entropy beside the V/A/D loss "
+        "(trained on the training split; 0 = no head)"))
+    emotion_classes: str = field(default="iemocap6", metadata=_h(
+        "class set of the emotion head (registry CLASS_SETS); utterances outside it add no emotion loss",
+        choices=tuple(CLASS_SETS)))
     output_dir: str = field(default="runs/vad_quickstart", metadata=_h("run directory"))
     epochs: int = field(default=6, metadata=_h("training epochs"))
     batch_size: int = field(default=16, metadata=_h("per-device training batch size"))
@@ -75,6 +81,8 @@ class FinetuneConfig:
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"field '{name}': expected >= 1, got {getattr(self, name)}")
+        if self.emotion_loss_weight < 0:
+            raise ConfigError(f"field 'emotion_loss_weight': expected >= 0, got {self.emotion_loss_weight}")
         for name in ("context_past", "context_future"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"field '{name}': expected >= 0 turns, got {getattr(self, name)}")

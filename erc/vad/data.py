@@ -95,12 +95,13 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
     masks, mode = assign_splits(df, cfg, seed=seed, default_mode=default_mode)
     test_is_val = bool((masks["validation"] & masks["test"]).any())
     lab = labeled_mask(df)
-    keep = ["utterance_id", "dialogue_id", "text"] + list(VAD_COLUMNS)
+    keep = ["utterance_id", "dialogue_id", "text", "emotion"] + list(VAD_COLUMNS)
     out = {}
     for name in ("train", "validation", "test"):
         rows = masks[name] & lab
         part = df.loc[rows, keep].reset_index(drop=True)
         part["dialogue_id"] = part["dialogue_id"].astype(str)
+        part["emotion"] = ["" if pd.isna(e) else str(e) for e in part["emotion"]]   # "" = no emotion label
         if len(part) == 0:
             what = {"session": "sessions", "column": "split value", "dialogue": "dialogue fraction"}[mode]
             raise ConfigError(

@@ -74,7 +74,8 @@ class VADConfig(PretrainedConfig):
 
     def __init__(self, encoder: PretrainedConfig | dict | None = None, pooling: str = "cls", dropout: float = 0.1,
                  max_seq_length: int = 128, target_names: Sequence[str] = VAD_NAMES, context_past: int = 0,
-                 context_future: int = 0, **kwargs):
+                 context_future: int = 0, emotion_labels: Sequence[str] = (), emotion_loss_weight: float = 0.0,
+                 **kwargs):
         if isinstance(encoder, dict):
             encoder = dict(encoder)
             if "model_type" not in encoder:
@@ -93,6 +94,9 @@ class VADConfig(PretrainedConfig):
         if self.context_past < 0 or self.context_future < 0:
             raise ValueError(f"VADConfig: context_past / context_future must be >= 0, got "
                              f"{self.context_past} / {self.context_future}")
+        # optional multi-task head: emotion classes beside V/A/D (empty = none); its loss weight
+        self.emotion_labels = list(emotion_labels)
+        self.emotion_loss_weight = float(emotion_loss_weight)
         kwargs["id2label"] = dict(enumerate(self.target_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(self.target_names)}
         kwargs["problem_type"] = "regression"
@@ -114,6 +118,7 @@ class VADRegressorOutput(ModelOutput):
     logits: torch.Tensor | None = None
     vad: torch.Tensor | None = None
     pred: torch.Tensor | None = None
+    emotion_logits: torch.Tensor | None = None
 
 
 class VADRegressor(PreTrainedModel):
@@ -141,6 +146,8 @@ class VADRegressor(PreTrainedModel):
         k = len(config.target_names)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.encoder.hidden_size, k)
+        labels = list(getattr(config, "emotion_labels", []) or [])
+        self.emotion_head = nn.Linear(config.encoder.hidden_size, len(labels)) if labels else None
         self.register_buffer("scaler_mean", torch.zeros(k))
         self.register_buffer("scaler_std", torch.ones(k))
         self.post_init()
@@ -172,11 +179,13 @@ class VADRegressor(PreTrainedModel):
     @classmethod
     def from_encoder_name(cls, name_or_path: str, pooling: str = "cls", dropout: float = 0.1,
                           max_length: int = 128, target_names: Sequence[str] = VAD_NAMES, context_past: int = 0,
-                          context_future: int = 0) -> "VADRegressor":
+                          context_future: int = 0, emotion_labels: Sequence[str] = (),
+                          emotion_loss_weight: float = 0.0) -> "VADRegressor":
         """A new regressor (head untrained, scaler identity) on a pretrained encoder (name, folder, builtin:tiny)."""
         encoder, tokenizer = load_encoder(name_or_path)
         config = VADConfig(encoder=encoder.config, pooling=pooling, dropout=dropout, max_seq_length=max_length,
-                           target_names=target_names, context_past=context_past, context_future=context_future)
+                           target_names=target_names, context_past=context_past, context_future=context_future,
+                           emotion_labels=emotion_labels, emotion_loss_weight=emotion_loss_weight)
         return cls(config, encoder=encoder, tokenizer=tokenizer)
 
     # ---- scaler -------------------------------------------------------------------------
@@ -206,16 +215,25 @@ class VADRegressor(PreTrainedModel):
         last = self.encoder(**kwargs).last_hidden_state
         return pool_hidden(last, attention_mask, self.pooling)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> VADRegressorOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                emotion=None) -> VADRegressorOutput:
+        """``labels``: V/A/D (B, 3) on the original scale; ``emotion``: class ids (B,), -100 = none (the
+        multi-task head's targets; its cross-entropy, times ``emotion_loss_weight``, joins the loss)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        h = self.pooled(input_ids, attention_mask, token_type_ids)
-        pred = self.head(self.dropout(h)).float()
+        h = self.dropout(self.pooled(input_ids, attention_mask, token_type_ids))
+        pred = self.head(h).float()
         vad = self.unscale(pred)
+        emotion_logits = self.emotion_head(h).float() if self.emotion_head is not None else None
         loss = None
         if labels is not None:
             loss = nn.functional.mse_loss(pred, self.scale(labels.float()))
-        return VADRegressorOutput(loss=loss, logits=vad, vad=vad, pred=pred)
+            if emotion is not None and emotion_logits is not None and self.config.emotion_loss_weight > 0:
+                emotion = emotion.long()
+                if bool((emotion != -100).any()):   # a batch without emotion labels adds nothing
+                    loss = loss + self.config.emotion_loss_weight * nn.functional.cross_entropy(
+                        emotion_logits, emotion, ignore_index=-100)
+        return VADRegressorOutput(loss=loss, logits=vad, vad=vad, pred=pred, emotion_logits=emotion_logits)
 
     # ---- inference helpers --------------------------------------------------------------
     def _require_tokenizer(self):

@@ -36,7 +36,7 @@ from erc.core.io import write_csv, write_json
 from erc.core.metrics import regression_metrics
 from erc.core.runs import select_best
 from erc.data.context import frame_context
-from erc.data.registry import VAD_NAMES
+from erc.data.registry import CLASS_SETS, VAD_NAMES, ClassSet
 from erc.vad.card import finetune_card_info, write_model_card
 from erc.vad.data import build_splits
 from erc.vad.model import VADRegressor
@@ -125,11 +125,13 @@ class TrainerState:
         self.__dict__.update(state)
 
 
-def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = None):
+def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = None,
+                    emotion_classes: ClassSet | None = None):
     """Add input_ids/attention_mask, a float ``labels`` (n, 3) column, ``idx`` and ``length``.
 
     ``context``: ``utterance_id -> (target, context segment)`` (:func:`erc.data.context.frame_context`);
-    each utterance is then read as that sentence pair.
+    each utterance is then read as that sentence pair. ``emotion_classes``: add an ``emotion_id``
+    column for the multi-task head (-100 outside the set).
     """
     def enc(batch, indices):
         if context is None:
@@ -138,6 +140,9 @@ def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = No
             pairs = [context[str(u)] for u in batch["utterance_id"]]
             out = tokenizer([t for t, _ in pairs], [c for _, c in pairs], truncation=True, max_length=max_length)
         out["labels"] = [list(v) for v in zip(*(batch[d] for d in VAD_NAMES))]
+        if emotion_classes is not None:
+            index = {c: i for i, c in enumerate(emotion_classes.labels)}
+            out["emotion_id"] = [index.get(emotion_classes.mapping.get(e, ""), -100) for e in batch["emotion"]]
         out["idx"] = indices
         out["length"] = [len(ids) for ids in out["input_ids"]]
         return out
@@ -175,7 +180,10 @@ def make_eval_loader(ds, tokenizer, batch_size: int):
 
 
 def _model_inputs(batch) -> dict:
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in batch}
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in batch}
+    if "emotion_id" in batch:
+        inputs["emotion"] = batch["emotion_id"]
+    return inputs
 
 
 def evaluate(model, loader, accelerator) -> dict:
@@ -233,19 +241,27 @@ def _selection_column(cfg) -> str:
 
 def build_parts(cfg, accelerator) -> FinetuneParts:
     """Splits, encoder + head (scaler fitted on train), tokenised loaders, AdamW, linear schedule; prepared."""
+    emotion_set = CLASS_SETS[cfg.emotion_classes] if cfg.emotion_loss_weight > 0 else None
     with accelerator.main_process_first():
         splits = build_splits(cfg.data, seed=cfg.seed)
+        if emotion_set is not None:
+            train_emotions = set(splits.datasets["train"]["emotion"])
+            if not train_emotions & set(emotion_set.mapping):
+                raise ConfigError(f"field 'emotion_loss_weight': the training split of {cfg.data.path} has no "
+                                  f"emotion label of the class set {emotion_set.name} {list(emotion_set.labels)}")
         # builtin:tiny is built on first use: one process builds it, the others then load it
         model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
                                                max_length=cfg.max_length, context_past=cfg.context_past,
-                                               context_future=cfg.context_future)
+                                               context_future=cfg.context_future,
+                                               emotion_labels=emotion_set.labels if emotion_set else (),
+                                               emotion_loss_weight=cfg.emotion_loss_weight)
     train_targets = np.stack([np.asarray(splits.datasets["train"][d], dtype=np.float64) for d in VAD_NAMES], 1)
     model.fit_scaler(train_targets)
     tokenizer = model.tokenizer
     with accelerator.main_process_first():
         context = (frame_context(splits.frame, cfg.context_past, cfg.context_future, tokenizer, cfg.max_length)
                    if cfg.context_past or cfg.context_future else None)
-        tok = tokenize_splits(splits.datasets, tokenizer, cfg.max_length, context)
+        tok = tokenize_splits(splits.datasets, tokenizer, cfg.max_length, context, emotion_set)
     train_loader, sampler = make_train_loader(
         tok["train"], tokenizer, cfg.batch_size, cfg.seed, cfg.group_by_length,
         num_processes=accelerator.num_processes, drop_last=cfg.drop_last)
