@@ -46,6 +46,10 @@ class FinetuneConfig:
     emotion_classes: str = field(default="iemocap6", metadata=_h(
         "class set of the emotion head (registry CLASS_SETS); utterances outside it add no emotion loss",
         choices=tuple(CLASS_SETS)))
+    folds: list[int] = field(default_factory=list, metadata=_h(
+        "leave-one-session-out over these sessions: one run per fold (test = the session, validation = "
+        "the session before it, train = the rest) in output_dir/fold_K, then folds_summary.json / .md "
+        "with each fold's test metrics and their mean +- std (empty: one run)"))
     output_dir: str = field(default="runs/vad_quickstart", metadata=_h("run directory"))
     epochs: int = field(default=6, metadata=_h("training epochs"))
     batch_size: int = field(default=16, metadata=_h("per-device training batch size"))

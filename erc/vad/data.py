@@ -53,7 +53,8 @@ def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "aut
         if not (df["session"] > 0).all():
             raise ConfigError("split 'session' needs session numbers; this data has none "
                               "(use --split column or --split dialogue)")
-        available = sorted(int(s) for s in df["session"].unique())
+        # sessions with V/A/D labels: a copy whose session 5 is text-only must not make it a fold's validation
+        available = sorted(int(s) for s in df.loc[labeled_mask(df), "session"].unique())
         train, val, test = session_sets(cfg, available)
         if set(train) & (set(val) | set(test)):
             raise ConfigError(f"train sessions {train} overlap validation {val} / test {test}")
@@ -82,6 +83,7 @@ class VADSplits:
     mode: str
     test_is_validation: bool
     fmt: str
+    sessions: dict | None = None   # split -> the sessions its labeled utterances come from (session splits)
 
 
 def build_splits(cfg, seed: int = 0) -> VADSplits:
@@ -112,7 +114,10 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
     logger.info("data %s (%s): %d rows, %d labeled; split by %s: train %d, validation %d, test %d%s",
                 cfg.path, fmt, len(df), int(lab.sum()), mode, len(out["train"]), len(out["validation"]),
                 len(out["test"]), " (test = validation)" if test_is_val else "")
-    return VADSplits(frame=df, datasets=DatasetDict(out), mode=mode, test_is_validation=test_is_val, fmt=fmt)
+    sessions = ({name: sorted(int(x) for x in set(df.loc[masks[name] & lab, "session"]))
+                 for name in ("train", "validation", "test")} if mode == "session" else None)
+    return VADSplits(frame=df, datasets=DatasetDict(out), mode=mode, test_is_validation=test_is_val, fmt=fmt,
+                     sessions=sessions)
 
 
 def read_prediction_input(path: str | Path, text_column: str = "text", id_column: str = "",

@@ -416,7 +416,7 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
         "output_dir": str(out_dir), "best_model": str(best_dir), "best_epoch": state.best_epoch,
         "metric_for_best": _selection_column(cfg), "best_value": state.best_value,
         "epochs_run": state.epoch, "stopped_early": state.stopped_early,
-        "test_is_validation": splits.test_is_validation, "split": splits.mode,
+        "test_is_validation": splits.test_is_validation, "split": splits.mode, "sessions": splits.sessions,
         "n_train": len(parts.tokenized["train"]), "n_validation": val["n"], "n_test": test["metrics"]["n"],
         "num_processes": accelerator.num_processes,
         "seconds_per_epoch": float(np.mean([r["epoch_seconds"] for r in state.log_rows])) if state.log_rows else None,
@@ -440,7 +440,14 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
 
 
 def run_finetune(cfg) -> dict:
-    """Train, select the best epoch on validation, test it; returns paths and metrics."""
+    """Train, select the best epoch on validation, test it; returns paths and metrics.
+
+    With ``cfg.folds``: one run per leave-one-session-out fold and their summary (:mod:`erc.vad.folds`).
+    """
+    if getattr(cfg, "folds", None):
+        from erc.vad.folds import run_folds   # the fold runner calls back here, one fold at a time
+
+        return run_folds(cfg)
     _selection_column(cfg)              # a bad selection metric fails before anything starts
     run = start_run(cfg, "finetune", FINETUNE_IDENTITY, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                     step_scheduler_with_optimizer=False)
