@@ -13,6 +13,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if not os.environ.get("ERC_DATASETS_CACHE"):   # parsed-corpus cache of this test session, not the user's
+    import tempfile
+
+    os.environ["ERC_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="erc-test-datasets-")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

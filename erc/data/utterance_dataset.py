@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,6 +51,69 @@ CACHE_VERSION = 1
 EMOTIONS = (*IEMOCAP6_EMOTIONS, "sur", "fea", "dis", "oth", "xxx")
 TABLE_COLUMNS = ("text", "valence", "arousal", "dominance", "id", "dialogue", "split")
 DEFAULT_CACHE = Path.home() / ".cache" / "erc-toolkit" / "datasets"
+CACHE_ENV = "ERC_DATASETS_CACHE"      # overrides DEFAULT_CACHE (the tests point it at a temporary folder)
+
+
+def default_cache() -> Path:
+    return Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else DEFAULT_CACHE
+
+
+WARNINGS_FILE = "parse_warnings.json"
+
+
+class _capture_warnings:
+    """Collect the WARNING messages ``log`` emits inside the block (they are still emitted)."""
+
+    def __init__(self, log: logging.Logger):
+        self.log, self.messages = log, []
+        self.handler = logging.Handler(logging.WARNING)
+        self.handler.emit = lambda record: self.messages.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        self.log.addHandler(self.handler)
+        return self.messages
+
+    def __exit__(self, *exc) -> None:
+        self.log.removeHandler(self.handler)
+
+
+def _read_warnings(folder: Path) -> list[str]:
+    path = folder / WARNINGS_FILE
+    try:
+        return [str(m) for m in json.loads(path.read_text(encoding="utf-8"))] if path.is_file() else []
+    except (ValueError, OSError):
+        return []
+
+
+def frame_from_dataset_dict(dsd: datasets.DatasetDict) -> pd.DataFrame:
+    """The reader's frame back from a typed ``DatasetDict`` (emotion names, None where unlabeled; a
+    ``split`` column when the data had its own splits)."""
+    parts = []
+    for name, ds in dsd.items():
+        names = ds.features["emotion"].names
+        df = ds.to_pandas()
+        df["emotion"] = pd.Series([names[i] if i >= 0 else None for i in df["emotion"].astype(int)],
+                                  index=df.index, dtype=object)      # None where unlabeled, as the readers
+        if name != "all":
+            df["split"] = name
+        parts.append(df.drop(columns=["sentiment"]))
+    df = pd.concat(parts, ignore_index=True)
+    for col in ("utterance_id", "dialogue_id", "text"):
+        df[col] = df[col].astype(str)
+    df["speaker"] = pd.Series([None if pd.isna(v) else str(v) for v in df["speaker"]], index=df.index, dtype=object)
+    df["session"] = df["session"].astype(np.int64)
+    return df
+
+
+def load_frame_cached(cfg, require_labels: bool = True, cache_dir: str | Path | None = None
+                      ) -> tuple[pd.DataFrame, str]:
+    """:func:`erc.data.utterances.load_frame` through the content-hash cache for the IEMOCAP release
+    and EmoBank (parsed once per content; the parser's warnings are repeated on every load);
+    the synthetic corpus and tables are read directly."""
+    fmt = cfg.format if cfg.format != "auto" else utterances.detect_format(cfg.path)
+    if fmt not in ("iemocap", "emobank"):
+        return utterances.load_frame(cfg, require_labels=require_labels)
+    return frame_from_dataset_dict(load_utterance_dataset(cfg.path, cache_dir=cache_dir, data_format=fmt)), fmt
 
 
 def source_files(source: str, data_format: str) -> list[Path]:
@@ -165,7 +229,7 @@ def load_utterance_dataset(source: str, cache_dir: str | Path | None = None, dat
     JSONL / Parquet table; ``data_format`` as ``--data-format`` (auto-detected by default).
     ``table_columns``: the table reader's column names (``text``, ``valence``, ``arousal``,
     ``dominance``, ``id``, ``dialogue``, ``split``). ``cache_dir`` defaults to
-    ``~/.cache/erc-toolkit/datasets``.
+    ``$ERC_DATASETS_CACHE``, else ``~/.cache/erc-toolkit/datasets``.
     """
     fmt = utterances.detect_format(source) if data_format == "auto" else data_format
     if fmt not in utterances.SOURCES:
@@ -178,17 +242,21 @@ def load_utterance_dataset(source: str, cache_dir: str | Path | None = None, dat
     reader_args = ({"n_dialogues": synthetic_dialogues, "seed": synthetic_seed} if fmt == "synthetic"
                    else dict(sorted(table_columns.items())))
     key = content_key(source, fmt, reader_args)
-    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+    cache = Path(cache_dir) if cache_dir is not None else default_cache()
     folder = cache / f"{fmt}-{key[:24]}"
     if (folder / "dataset_dict.json").is_file():
         logger.info("%s: parsed corpus loaded from the cache %s", source, folder)
+        for message in _read_warnings(folder):   # what the parser said about these files, said again
+            logger.warning("%s (from the cached parse)", message)
         return datasets.load_from_disk(str(folder))
-    df = _read(source, fmt, reader_args)
+    with _capture_warnings(utterances.logger) as said:
+        df = _read(source, fmt, reader_args)
     dsd = to_dataset_dict(df, f"{fmt} corpus read from {source} by erc.data.utterances (content sha256 {key})")
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
         dsd.save_to_disk(str(tmp))
+        (tmp / WARNINGS_FILE).write_text(json.dumps(said, indent=1), encoding="utf-8")
         atomic_replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

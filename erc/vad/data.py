@@ -12,7 +12,8 @@ from datasets import Dataset, DatasetDict
 
 from erc.core.config import ConfigError
 from erc.data.splits import session_lists_leave_one_out, split_rows
-from erc.data.utterances import SOURCES, VAD_COLUMNS, load_frame, read_iemocap, read_table
+from erc.data.utterance_dataset import load_frame_cached
+from erc.data.utterances import SOURCES, VAD_COLUMNS, read_iemocap, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def build_splits(cfg, seed: int = 0) -> VADSplits:
     The ``DatasetDict`` keys are ``train``, ``validation`` (the valid split, under the
     name ``datasets`` uses) and ``test``.
     """
-    df, fmt = load_frame(cfg, require_labels=True)
+    df, fmt = load_frame_cached(cfg, require_labels=True)     # IEMOCAP / EmoBank parsed once per content
     default_mode = SOURCES[fmt]["split"]
     masks, mode = assign_splits(df, cfg, seed=seed, default_mode=default_mode)
     test_is_val = bool((masks["validation"] & masks["test"]).any())

@@ -103,3 +103,38 @@ def test_real_iemocap_release(tmp_path):
     counts = pd.Series([names[i] if i >= 0 else "(none)" for i in ds["emotion"]]).value_counts()
     assert counts.to_dict() == frame["emotion"].fillna("(none)").value_counts().to_dict()
     assert counts["(none)"] > 0 and counts["xxx"] > 0            # unevaluated turns and no-majority turns
+
+
+def test_build_splits_parses_a_release_once_and_repeats_its_warnings(tmp_path, synthetic_release, counted_reader,
+                                                                     caplog, monkeypatch):
+    """The fine-tuning data path goes through the cache: the frame equals the reader's, the second run does
+    not parse, and what the parser warned about (here a header that does not parse) is said again."""
+    import logging
+
+    from erc.data.config import UtteranceDataConfig
+    from erc.data.utterance_dataset import load_frame_cached
+    from erc.vad.data import build_splits
+
+    monkeypatch.setenv("ERC_DATASETS_CACHE", str(tmp_path / "cache"))
+    root = shutil.copytree(synthetic_release, tmp_path / "release")
+    emo = sorted((root / "Session1" / "dialog" / "EmoEvaluation").glob("*.txt"))[0]
+    lines = emo.read_text(encoding="latin-1").splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("["))
+    lines[i] = lines[i].replace("]", "", 1)                       # a header missing its closing bracket
+    emo.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    cfg = UtteranceDataConfig(path=str(root), format="iemocap", split="session", train_sessions=[1, 2],
+                              valid_sessions=[3], test_sessions=[4])
+    with caplog.at_level(logging.WARNING):
+        first = build_splits(cfg)
+    assert len(counted_reader) == 1 and "do not parse" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        second = build_splits(cfg)
+    assert len(counted_reader) == 1                                  # read from the cache, not parsed
+    assert "do not parse" in caplog.text and "(from the cached parse)" in caplog.text
+    for name in ("train", "validation", "test"):
+        assert first.datasets[name].to_pandas().equals(second.datasets[name].to_pandas())
+    cached, fmt = load_frame_cached(cfg)
+    parsed = utterances.read_iemocap(root)
+    assert fmt == "iemocap"
+    pd.testing.assert_frame_equal(cached[list(parsed.columns)], parsed.reset_index(drop=True), check_dtype=False)
