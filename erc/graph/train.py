@@ -35,7 +35,7 @@ from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.runs import select_best, summarize_seeds
 from erc.data.dialogues import load_splits, make_loader
-from erc.graph.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
+from erc.core.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
 from erc.graph.cmerc_losses import make_cmerc_loss_hook
 from erc.graph.config import GraphTrainConfig
 from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 LossHook = Callable[[Any, Any, int], Any]
 SUMMARY_METRICS = ("accuracy", "weighted_f1", "macro_f1")
-# calibration (erc.graph.calibration), averaged over seeds too; ts_ = after temperature scaling fitted on validation
+# calibration (erc.core.calibration), averaged over seeds too; ts_ = after temperature scaling fitted on validation
 CALIBRATION_SUMMARY = ("ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier", "temperature")
 __all__ = ["EvalResult", "InferenceResult", "run_train_graph", "train_seed", "select_best_epoch"]
 

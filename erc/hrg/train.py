@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 
+from erc.core.calibration import CALIBRATION_KEYS, calibration_metrics
 from erc.core.config import ConfigError, save_config
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import atomic_replace_dir, atomic_write_text, write_csv, write_json
@@ -39,8 +40,6 @@ from erc.hrg.model import HRGModel, build_model, save_hrg_model
 logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("accuracy", "weighted_f1", "macro_f1")
-CALIBRATION_KEYS = ("ece", "mce", "nll", "brier")
-N_BINS = 15
 LEAK_FILE = "LABEL_LEAK_WARNING.txt"
 
 
@@ -66,27 +65,6 @@ def learning_rate(step: int, steps_per_epoch: int, cfg: HRGTrainConfig) -> tuple
 def select_best_epoch(scores: Sequence[float]) -> int:
     """Index of the first epoch with the highest validation score (:func:`erc.core.runs.select_best`)."""
     return select_best(scores, higher_is_better=True)
-
-
-def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> dict[str, float]:
-    """ECE / MCE over ``n_bins`` equal-width confidence bins ``(b/M, (b+1)/M]``, NLL and multi-class Brier.
-
-    Same definitions as the graph stage's calibration report (Guo et al., 2017); labels -1 dropped.
-    """
-    keep = labels >= 0
-    p, y = np.asarray(probs, dtype=np.float64)[keep], np.asarray(labels)[keep]
-    if y.size == 0:
-        return {k: float("nan") for k in CALIBRATION_KEYS}
-    conf, correct = p.max(1), (p.argmax(1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    nz = count > 0
-    gap = np.abs(np.bincount(bins, correct, n_bins)[nz] - np.bincount(bins, conf, n_bins)[nz]) / count[nz]
-    onehot = np.eye(p.shape[1])[y]
-    return {"ece": float(np.sum(count[nz] / y.size * gap)), "mce": float(gap.max()),
-            "nll": float(-np.mean(np.log(np.clip(p[np.arange(y.size), y], 1e-12, 1.0)))),
-            "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1)))}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -120,7 +98,8 @@ class EvalResult:
     def metrics(self, label_names: Sequence[str], sentiment_names: Sequence[str]) -> dict:
         keep = self.labels >= 0
         out = classification_metrics(self.labels[keep], self.emotion_scores[keep].argmax(-1), label_names)
-        out.update(calibration(self.emotion_probs, self.labels))
+        cal = calibration_metrics(self.emotion_probs, self.labels)      # the graph stage's definitions
+        out.update({k: cal[k] for k in CALIBRATION_KEYS})
         ks = self.sentiments >= 0
         sm = classification_metrics(self.sentiments[ks], self.sentiment_scores[ks].argmax(-1), sentiment_names)
         out.update(sentiment_accuracy=sm["accuracy"], sentiment_weighted_f1=sm["weighted_f1"])

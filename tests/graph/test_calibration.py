@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from erc.graph.calibration import (
+from erc.core.calibration import (
     brier_score,
     calibration_metrics,
     calibration_metrics_from_logits,
@@ -142,7 +142,7 @@ def test_reliability_diagram_png(tmp_path):
 
 
 def test_calibration_from_records_stacks_dialogues():
-    from erc.graph.calibration import calibration_from_records
+    from erc.core.calibration import calibration_from_records
 
     logits = np.log(PROBS)
     records = [{"logits": logits[:2], "label": LABELS[:2]}, {"logits": logits[2:], "label": LABELS[2:]}]
@@ -152,7 +152,7 @@ def test_calibration_from_records_stacks_dialogues():
 
 
 def test_best_epoch_calibration_writes_diagrams_and_flat_figures(tmp_path):
-    from erc.graph.calibration import best_epoch_calibration
+    from erc.core.calibration import best_epoch_calibration
 
     vz, vy = _overconfident_fixture(3, n=400)
     tz, ty = _overconfident_fixture(4, n=400)

@@ -14,7 +14,8 @@ import pytest
 from erc.core.config import ConfigError, config_from_flat
 from erc.core.io import read_json
 from erc.hrg.config import LEAK_NOTE, HRGTrainConfig, PredictHRGConfig
-from erc.hrg.train import calibration, learning_rate
+from erc.core.calibration import calibration_metrics
+from erc.hrg.train import learning_rate
 
 TINY = dict(dataset="synthetic", synthetic_dialogues=12, modalities=["text", "audio", "timing"], window=3,
             gat_heads=2, gat_head_dim=8, fusion_layers=1, scorer_dim=8, max_length=48, batch_size=3,
@@ -58,7 +59,7 @@ def test_learning_rate_two_phases_with_warmup():
 def test_calibration_against_hand_computation():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])
     labels = np.array([0, 1, 1, -1])                       # the unlabelled row is dropped
-    got = calibration(probs, labels, n_bins=2)
+    got = calibration_metrics(probs, labels, n_bins=2)      # the one implementation, used by graph and HRG
     # bins (0, .5], (.5, 1]: all three confidences (.9, .6, .7) in bin 1; accuracy 2/3, confidence 2.2/3
     assert got["ece"] == pytest.approx(abs(2 / 3 - 2.2 / 3))
     assert got["mce"] == pytest.approx(abs(2 / 3 - 2.2 / 3))
