@@ -62,3 +62,17 @@ def test_round_trip_is_exact(tmp_path, legacy):
     for k, v in model2.state_dict().items():
         assert torch.equal(v, expected[k]), k
     assert opt2.state_dict()["param_groups"][0]["betas"] in ((0.8, 0.95), [0.8, 0.95])
+
+
+def test_pickle_detector_knows_npz_from_pickles(tmp_path):
+    """The helper the no-pickle assertions rely on: plain npz and safetensors pass, pickles and object npz do not."""
+    import pickle
+
+    from safetensors.torch import save_file
+
+    np.savez(tmp_path / "plain.npz", a=np.arange(3))
+    np.savez(tmp_path / "objects.npz", a=np.array([{"x": 1}], dtype=object))
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "w.safetensors"))
+    (tmp_path / "p.json").write_bytes(pickle.dumps({"x": 1}))          # a pickle whatever its name
+    torch.save({"w": torch.zeros(2)}, tmp_path / "t.data")
+    assert pickle_files(tmp_path) == ["objects.npz", "p.json", "t.data"]
