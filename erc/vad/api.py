@@ -39,22 +39,32 @@ class VADPredictor:
     def target_names(self) -> tuple[str, ...]:
         return self.model.target_names
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """``(n, 3)`` float32 array of V/A/D in input order."""
-        return self.model.predict(_as_list(texts), batch_size=self.batch_size)
+    def predict(self, texts: Sequence[str], dialogue_ids: Sequence | None = None,
+                speakers: Sequence | None = None) -> np.ndarray:
+        """``(n, 3)`` float32 array of V/A/D in input order.
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        ``dialogue_ids`` / ``speakers`` (turns of a dialogue in order): a model trained with dialogue
+        context reads each text with its neighbours, as in training.
+        """
+        return self.model.predict(_as_list(texts), batch_size=self.batch_size, dialogue_ids=dialogue_ids,
+                                  speakers=speakers)
+
+    def embed(self, texts: Sequence[str], dialogue_ids: Sequence | None = None,
+              speakers: Sequence | None = None) -> np.ndarray:
         """``(n, hidden)`` pooled embeddings of the fine-tuned encoder (the text features of the graph stage)."""
-        return self.model.embed(_as_list(texts), batch_size=self.batch_size)
+        return self.model.embed(_as_list(texts), batch_size=self.batch_size, dialogue_ids=dialogue_ids,
+                                speakers=speakers)
 
-    def __call__(self, texts: str | Sequence[str], as_frame: bool = False) -> dict | list[dict] | pd.DataFrame:
+    def __call__(self, texts: str | Sequence[str], as_frame: bool = False, dialogue_ids: Sequence | None = None,
+                 speakers: Sequence | None = None) -> dict | list[dict] | pd.DataFrame:
         """One dict per text (``text`` + one float per dimension); a single string gives one dict.
 
         ``as_frame=True`` returns a ``pandas.DataFrame`` with the same columns instead.
+        ``dialogue_ids`` / ``speakers``: see :meth:`predict`.
         """
         single = isinstance(texts, str)
         items = _as_list(texts)
-        values = self.predict(items)
+        values = self.predict(items, dialogue_ids, speakers)
         rows = [{"text": t, **{d: float(v) for d, v in zip(self.target_names, row)}} for t, row in zip(items, values)]
         if as_frame:
             return pd.DataFrame(rows, columns=["text", *self.target_names])

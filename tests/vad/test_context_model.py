@@ -82,3 +82,16 @@ def test_embed_uses_the_saved_rule(context_run, tmp_path):
     expected = model.embed(texts, dialogue_ids=ids, speakers=speakers)
     np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-5)
     assert not np.allclose(emb, model.embed(texts, dialogue_ids=list(range(len(texts)))), atol=1e-4)
+
+
+def test_python_api_passes_the_dialogue(context_run):
+    from erc.vad import VADPredictor
+    from erc.vad.model import VADRegressor
+
+    frame = read_synthetic(10, 0)
+    d0 = frame[frame["dialogue_id"] == frame["dialogue_id"].iloc[0]].sort_values("start")
+    texts, ids, spk = d0["text"].tolist(), d0["dialogue_id"].tolist(), d0["speaker"].tolist()
+    api = VADPredictor.from_pretrained(context_run / "best_model")
+    rows = api(texts, dialogue_ids=ids, speakers=spk)
+    direct = VADRegressor.from_pretrained(context_run / "best_model").predict(texts, dialogue_ids=ids, speakers=spk)
+    np.testing.assert_allclose([[r["valence"], r["arousal"], r["dominance"]] for r in rows], direct, rtol=1e-6)
