@@ -41,14 +41,17 @@ from erc.core.runs import (
     record_identity,
 )
 from erc.graph.stage import TRAIN_GRAPH
+from erc.hrg.stage import TRAIN_HRG
 from erc.vad.stage import EMBED, FINETUNE
 
 logger = logging.getLogger(__name__)
 
-SPECS: dict[str, StageSpec] = {s.name: s for s in (FINETUNE, EMBED, TRAIN_GRAPH, COMPARE)}
+SPECS: dict[str, StageSpec] = {s.name: s for s in (FINETUNE, EMBED, TRAIN_GRAPH, COMPARE, TRAIN_HRG)}
 STAGES = tuple(SPECS)
+DEFAULT_STAGES = ("finetune", "embed", "train-graph", "compare")   # train-hrg runs when listed
 # which stages' outputs each stage reads (the chaining below); redoing one redoes its readers
-USES = {"finetune": (), "embed": ("finetune",), "train-graph": ("embed",), "compare": ("finetune",)}
+USES = {"finetune": (), "embed": ("finetune",), "train-graph": ("embed",), "compare": ("finetune",),
+        "train-hrg": ()}
 MARKER = "stage_complete.json"
 
 
@@ -74,8 +77,9 @@ class PipelineConfig:
     the fields that chain the stages (output dirs, model folder, embeddings file)."""
 
     output_dir: str = field(default="runs/pipeline", metadata={"help": "run directory (one sub-folder per stage)"})
-    stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
-        "help": f"stages to run, in order, from {', '.join(STAGES)}", "choices": STAGES})
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES), metadata={
+        "help": f"stages to run, in order, from {', '.join(STAGES)} (train-hrg: HRG-SSA, a stage of its own "
+                "reading the train_hrg section)", "choices": STAGES})
     force: list[str] = field(default_factory=list, metadata={
         "help": "stages to redo from scratch even if complete (their folders are deleted first; "
                 "the stages that use their outputs are redone too)", "choices": STAGES})
@@ -93,6 +97,7 @@ class PipelineConfig:
         "cli": False, "help": "GraphTrainConfig fields"})
     compare: dict = field(default_factory=_compare_defaults, metadata={
         "cli": False, "help": "CompareConfig fields"})
+    train_hrg: dict = field(default_factory=dict, metadata={"cli": False, "help": "HRGTrainConfig fields"})
 
 
 def stage_dir(cfg: PipelineConfig, stage: str) -> Path:
@@ -139,8 +144,15 @@ def compare_config(cfg: PipelineConfig):
     return config_from_dict(COMPARE.config_class, values, "pipeline section 'compare'")
 
 
+def hrg_config(cfg: PipelineConfig):
+    sec = cfg.train_hrg
+    values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {})},
+              **TRAIN_HRG.place(stage_dir(cfg, "train-hrg"))}
+    return config_from_dict(TRAIN_HRG.config_class, values, "pipeline section 'train_hrg'")
+
+
 STAGE_CONFIGS = {"finetune": finetune_config, "embed": embed_config, "train-graph": graph_config,
-                 "compare": compare_config}
+                 "compare": compare_config, "train-hrg": hrg_config}
 
 
 def is_complete(cfg: PipelineConfig, stage: str, stage_cfg: Any = None) -> bool:
