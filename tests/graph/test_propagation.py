@@ -76,7 +76,11 @@ def test_csr_matches_gcnconv_outputs_and_gradients(window, dims, dtype):
     ref_out, ref_grads = _forward_backward(model, batch, "edgewise")
     out, grads = _forward_backward(model, batch, "csr")
     for name in ("emotion_logits", "sentiment_logits", "shift_logits", "fused"):
-        assert torch.allclose(getattr(out, name), getattr(ref_out, name), rtol=1e-5, atol=1e-5), name
+        got, ref = getattr(out, name), getattr(ref_out, name)
+        if dtype == torch.float64:
+            assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5), name
+        else:   # float32 logits reach |60|: sums in another order differ by a few ulp of the largest value
+            assert float((got - ref).abs().max()) <= 1e-5 * max(1.0, float(ref.abs().max())), name
     assert sorted(grads) == sorted(ref_grads) == sorted(k for k, _ in model.named_parameters())
     for name, g in ref_grads.items():
         if dtype == torch.float64:
