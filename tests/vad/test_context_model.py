@@ -95,3 +95,28 @@ def test_python_api_passes_the_dialogue(context_run):
     rows = api(texts, dialogue_ids=ids, speakers=spk)
     direct = VADRegressor.from_pretrained(context_run / "best_model").predict(texts, dialogue_ids=ids, speakers=spk)
     np.testing.assert_allclose([[r["valence"], r["arousal"], r["dominance"]] for r in rows], direct, rtol=1e-6)
+
+
+def test_predict_command_reads_a_table_by_dialogue(context_run, tmp_path):
+    """`erc predict --dialogue-column`: rows given out of order come back in input order, each predicted
+    with its dialogue's neighbours in row order (a table has no start times)."""
+    import pandas as pd
+
+    from erc.core.config import config_from_flat
+    from erc.vad.config import PredictConfig
+    from erc.vad.model import VADRegressor
+    from erc.vad.predict import run_predict
+
+    rows = [("a1", "d1", "A", "so happy today"), ("b1", "d2", "C", "what a mess"), ("a2", "d1", "B", "me too"),
+            ("b2", "d2", "D", "leave me alone"), ("a3", "d1", "A", "great")]
+    pd.DataFrame(rows, columns=["id", "dlg", "speaker", "text"]).to_csv(tmp_path / "in.csv", index=False)
+    cfg = config_from_flat(PredictConfig, model_dir=str(context_run / "best_model"), input=str(tmp_path / "in.csv"),
+                           output=str(tmp_path / "out.csv"), id_column="id", dialogue_column="dlg")
+    run_predict(cfg)
+    got = pd.read_csv(tmp_path / "out.csv", dtype={"utterance_id": str})
+    assert got["utterance_id"].tolist() == ["a1", "b1", "a2", "b2", "a3"]
+    model = VADRegressor.from_pretrained(context_run / "best_model")
+    d1 = model.predict(["so happy today", "me too", "great"], dialogue_ids=["d1"] * 3)
+    d2 = model.predict(["what a mess", "leave me alone"], dialogue_ids=["d2"] * 2)
+    expected = np.stack([d1[0], d2[0], d1[1], d2[1], d1[2]])
+    np.testing.assert_allclose(got[["valence", "arousal", "dominance"]].to_numpy(), expected, rtol=1e-5, atol=1e-5)
