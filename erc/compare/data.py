@@ -18,7 +18,7 @@ import pandas as pd
 from erc.core.config import ConfigError
 from erc.data.registry import CLASS_SETS, VAD_NAMES, ClassSet
 from erc.data.splits import split_rows
-from erc.data.utterance_dataset import frame_from_dataset_dict, load_utterance_dataset
+from erc.data.utterance_dataset import load_frame_cached
 from erc.data.utterances import read_any_table, read_synthetic, read_table
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def load_compare_data(cfg) -> CompareData:
         df = read_synthetic(d.synthetic_dialogues, cfg.seed)
         source = f"SYNTHETIC corpus (vad.synthetic, {d.synthetic_dialogues} dialogues, seed {cfg.seed})"
     elif d.format == "iemocap":
-        df = frame_from_dataset_dict(load_utterance_dataset(d.path, data_format="iemocap"))   # parsed once per content
+        df, _ = load_frame_cached(d)          # the release is parsed once per content
         source = f"IEMOCAP release at {d.path}"
     elif d.format == "table":
         df = read_labelled_table(d)

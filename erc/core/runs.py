@@ -293,6 +293,18 @@ def format_cell(x: Any) -> str:
     return "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
 
+def seed_results_lines(title: str, intro: Sequence[str], results: Mapping[str, Any], keys: Sequence[str],
+                       files: Mapping[str, str]) -> list[str]:
+    """Summary lines of a multi-seed stage: a heading, ``intro`` lines, a ``| metric | mean | std |``
+    table of ``keys`` read from ``results`` (``{key}_mean`` / ``{key}_std``), and links to ``files``."""
+    lines = [f"## {title}", "", *intro, "", "| metric | mean | std |", "|---|---|---|"]
+    for key in keys:
+        if f"{key}_mean" in results:
+            lines.append(f"| {key} | {format_cell(results[key + '_mean'])} | {format_cell(results.get(key + '_std'))} |")
+    lines += ["", "Files: " + ", ".join(f"[{name}]({target})" for name, target in files.items()) + ".", ""]
+    return lines
+
+
 def _no_summary(cfg: Any, link: Callable[[Path], str]) -> list[str]:
     return []
 

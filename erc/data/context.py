@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
+
 TARGET_MARK = "<<target>>"
 TURN_SEP = " | "
 
@@ -96,12 +98,17 @@ def pair_special_tokens(tokenizer) -> int:
         return 4
 
 
-def dialogue_order(frame) -> "np.ndarray":
+def tokenizer_context_inputs(tokenizer, texts: Sequence[str], dialogue_ids: Sequence, speakers: Sequence | None,
+                             past: int, future: int, max_length: int) -> tuple[list[str], list[str] | None]:
+    """:func:`context_inputs` with token counts and special tokens from a Hugging Face ``tokenizer``."""
+    return context_inputs(texts, dialogue_ids, speakers, past, future, tokenizer_counter(tokenizer), max_length,
+                          pair_special_tokens(tokenizer))
+
+
+def dialogue_order(frame) -> np.ndarray:
     """Row positions of an utterance frame in dialogue order: dialogues by first appearance, turns by
     ``start`` time where the frame has it (the IEMOCAP release lists each speaker's turns in turn, not
     in time), else by row order."""
-    import numpy as np
-
     dlg = frame["dialogue_id"].astype(str).tolist()
     first: dict[str, int] = {}
     for i, d in enumerate(dlg):
@@ -116,8 +123,8 @@ def frame_context(frame, past: int, future: int, tokenizer, max_length: int) -> 
     turns in :func:`dialogue_order`."""
     rows = frame.iloc[dialogue_order(frame)]
     speakers = rows["speaker"].tolist() if "speaker" in rows else None
-    targets, contexts = context_inputs(rows["text"].astype(str).tolist(), rows["dialogue_id"].astype(str).tolist(),
-                                       speakers, past, future, tokenizer_counter(tokenizer), max_length,
-                                       pair_special_tokens(tokenizer))
+    targets, contexts = tokenizer_context_inputs(tokenizer, rows["text"].astype(str).tolist(),
+                                                 rows["dialogue_id"].astype(str).tolist(), speakers, past, future,
+                                                 max_length)
     ids = rows["utterance_id"].astype(str).tolist()
     return {u: (t, contexts[i] if contexts is not None else None) for i, (u, t) in enumerate(zip(ids, targets))}

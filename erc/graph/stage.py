@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from erc.core.io import read_json
-from erc.core.runs import IdentityRule, StageSpec, format_cell
+from erc.core.runs import IdentityRule, StageSpec, seed_results_lines
 from erc.graph.config import GraphTrainConfig
 
 # What makes two train-graph runs the same run. More epochs or more seeds extend a run (as before the
@@ -30,15 +30,10 @@ def _summary(cfg: GraphTrainConfig, link: Callable[[Path], str]) -> list[str]:
     if not out["results"].is_file():
         return []
     r = read_json(out["results"])
-    lines = ["## Graph model (test at the best validation epoch)", "",
-             f"Selection: {r.get('selection', '-')}; {len(r.get('seeds', []))} seed(s); "
-             f"modalities {', '.join(r.get('modalities', []))}.", "",
-             "| metric | mean | std |", "|---|---|---|"]
-    for key in SUMMARY_KEYS:
-        if f"{key}_mean" in r:
-            lines.append(f"| {key} | {format_cell(r[key + '_mean'])} | {format_cell(r.get(key + '_std'))} |")
-    lines += ["", f"Files: [results.json]({link(out['results'])}), [epochs.csv]({link(out['epochs'])}).", ""]
-    return lines
+    intro = [f"Selection: {r.get('selection', '-')}; {len(r.get('seeds', []))} seed(s); "
+             f"modalities {', '.join(r.get('modalities', []))}."]
+    return seed_results_lines("Graph model (test at the best validation epoch)", intro, r, SUMMARY_KEYS,
+                              {"results.json": link(out["results"]), "epochs.csv": link(out["epochs"])})
 
 
 TRAIN_GRAPH = StageSpec(

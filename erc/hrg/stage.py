@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from erc.core.io import read_json
-from erc.core.runs import StageSpec, format_cell
+from erc.core.runs import StageSpec, seed_results_lines
 from erc.hrg.config import TRAIN_HRG_IDENTITY, HRGTrainConfig
 
 SUMMARY_KEYS = ("test_accuracy", "test_weighted_f1", "test_macro_f1", "test_ece")
@@ -25,17 +25,12 @@ def _summary(cfg: HRGTrainConfig, link: Callable[[Path], str]) -> list[str]:
     if not out["results"].is_file():
         return []
     r = read_json(out["results"])
-    lines = ["## HRG-SSA (test at the best validation epoch)", "",
-             f"Backbone {r.get('backbone', '-')}; head {r.get('head', '-')}; history labels "
-             f"{r.get('history_labels', '-')}; selection {r.get('selection', '-')}; {len(r.get('seeds', []))} seed(s).", ""]
+    intro = [f"Backbone {r.get('backbone', '-')}; head {r.get('head', '-')}; history labels "
+             f"{r.get('history_labels', '-')}; selection {r.get('selection', '-')}; {len(r.get('seeds', []))} seed(s)."]
     if r.get("label_leak"):
-        lines += ["**These figures leak gold labels of earlier turns (ablation only).**", ""]
-    lines += ["| metric | mean | std |", "|---|---|---|"]
-    for key in SUMMARY_KEYS:
-        if f"{key}_mean" in r:
-            lines.append(f"| {key} | {format_cell(r[key + '_mean'])} | {format_cell(r.get(key + '_std'))} |")
-    lines += ["", f"Files: [results.json]({link(out['results'])}), [epochs.csv]({link(out['epochs'])}).", ""]
-    return lines
+        intro += ["", "**These figures leak gold labels of earlier turns (ablation only).**"]
+    return seed_results_lines("HRG-SSA (test at the best validation epoch)", intro, r, SUMMARY_KEYS,
+                              {"results.json": link(out["results"]), "epochs.csv": link(out["epochs"])})
 
 
 TRAIN_HRG = StageSpec(

@@ -15,7 +15,7 @@ from erc.core.config import ConfigError, save_config
 from erc.core.errors import ErcError
 from erc.core.io import check_writable
 from erc.core.harness import start_local
-from erc.data.context import context_inputs, pair_special_tokens, tokenizer_counter
+from erc.data.context import tokenizer_context_inputs
 from erc.data.readers import read_corpus
 from erc.data.registry import get_spec
 from erc.data.text import write_embeddings
@@ -55,8 +55,7 @@ def encoder_fn(model: str, pooling: str, batch_size: int, context: tuple[int, in
                                f"{detail})") from exc
 
     def inputs(texts, dialogue_ids, speakers):
-        return context_inputs(texts, dialogue_ids, speakers, context[0], context[1], tokenizer_counter(tok),
-                              max_length, pair_special_tokens(tok))
+        return tokenizer_context_inputs(tok, texts, dialogue_ids, speakers, context[0], context[1], max_length)
 
     return inputs, lambda texts, pairs: encode_texts(enc, tok, texts, pooling=pooling, batch_size=batch_size,
                                                      max_length=max_length, pairs=pairs)

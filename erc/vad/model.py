@@ -50,7 +50,7 @@ from transformers.utils import ModelOutput
 
 from erc.core.io import atomic_replace_dir
 from erc.data.registry import VAD_NAMES
-from erc.data.context import context_inputs, pair_special_tokens, tokenizer_counter
+from erc.data.context import tokenizer_context_inputs
 from erc.encoders.hf import (POOLINGS, EncoderLoadError, batches_by_length, encode_texts, encoder_inputs, load_encoder,
                              pool_hidden)
 
@@ -146,8 +146,8 @@ class VADRegressor(PreTrainedModel):
         k = len(config.target_names)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.encoder.hidden_size, k)
-        labels = list(getattr(config, "emotion_labels", []) or [])
-        self.emotion_head = nn.Linear(config.encoder.hidden_size, len(labels)) if labels else None
+        self.emotion_head = (nn.Linear(config.encoder.hidden_size, len(config.emotion_labels))
+                             if config.emotion_labels else None)
         self.register_buffer("scaler_mean", torch.zeros(k))
         self.register_buffer("scaler_std", torch.ones(k))
         self.post_init()
@@ -243,7 +243,7 @@ class VADRegressor(PreTrainedModel):
 
     @property
     def uses_context(self) -> bool:
-        return bool(getattr(self.config, "context_past", 0) or getattr(self.config, "context_future", 0))
+        return bool(self.config.context_past or self.config.context_future)
 
     def inputs(self, texts: Sequence[str], dialogue_ids: Sequence | None = None,
                speakers: Sequence | None = None) -> tuple[list[str], list[str] | None]:
@@ -252,15 +252,14 @@ class VADRegressor(PreTrainedModel):
         A model trained with context needs ``dialogue_ids`` (rows of a dialogue in order) to read
         each turn with its neighbours; without them every text is its own one-turn dialogue.
         """
-        past, future = getattr(self.config, "context_past", 0), getattr(self.config, "context_future", 0)
-        texts = [str(t) for t in texts]
-        if dialogue_ids is None and (past or future):
-            logger.warning("this model was trained with %d past / %d future turns of context, but no dialogue ids "
-                           "were given: each text is read as a one-turn dialogue", past, future)
-            dialogue_ids = list(range(len(texts)))
-        tok = self._require_tokenizer()
-        return context_inputs(texts, dialogue_ids if dialogue_ids is not None else [0] * len(texts), speakers,
-                              past, future, tokenizer_counter(tok), self.max_length, pair_special_tokens(tok))
+        past, future = self.config.context_past, self.config.context_future
+        if dialogue_ids is None:
+            if past or future:
+                logger.warning("this model was trained with %d past / %d future turns of context, but no dialogue "
+                               "ids were given: each text is read as a one-turn dialogue", past, future)
+            dialogue_ids = range(len(texts))
+        return tokenizer_context_inputs(self._require_tokenizer(), texts, dialogue_ids, speakers, past, future,
+                                        self.max_length)
 
     @torch.no_grad()
     def predict(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,

@@ -133,6 +133,8 @@ def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = No
     each utterance is then read as that sentence pair. ``emotion_classes``: add an ``emotion_id``
     column for the multi-task head (-100 outside the set).
     """
+    index = {c: i for i, c in enumerate(emotion_classes.labels)} if emotion_classes is not None else {}
+
     def enc(batch, indices):
         if context is None:
             out = tokenizer(batch["text"], truncation=True, max_length=max_length)
@@ -141,7 +143,6 @@ def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = No
             out = tokenizer([t for t, _ in pairs], [c for _, c in pairs], truncation=True, max_length=max_length)
         out["labels"] = [list(v) for v in zip(*(batch[d] for d in VAD_NAMES))]
         if emotion_classes is not None:
-            index = {c: i for i, c in enumerate(emotion_classes.labels)}
             out["emotion_id"] = [index.get(emotion_classes.mapping.get(e, ""), -100) for e in batch["emotion"]]
         out["idx"] = indices
         out["length"] = [len(ids) for ids in out["input_ids"]]
@@ -444,7 +445,7 @@ def run_finetune(cfg) -> dict:
 
     With ``cfg.folds``: one run per leave-one-session-out fold and their summary (:mod:`erc.vad.folds`).
     """
-    if getattr(cfg, "folds", None):
+    if cfg.folds:
         from erc.vad.folds import run_folds   # the fold runner calls back here, one fold at a time
 
         return run_folds(cfg)
