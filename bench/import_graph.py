@@ -9,6 +9,7 @@ tree without ``erc/`` (the layout before it), each top-level package is one.
 
 Layers (a package may import only packages of a LOWER layer, or its own):
 
+   -1 erc.metrics                  the evaluate modules and their computations (numpy, scikit-learn)
     0 erc.core                     config, I/O, run start-up, training harness, metrics
     1 erc.data                     corpora, dataset facts, splits, dialogue batches
     2 erc.encoders                 Hugging Face encoders, pooling, tiny offline encoder, embed
@@ -25,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 LAYERS = {
+    "erc.metrics": -1,
     "erc.core": 0,
     "erc.data": 1,
     "erc.encoders": 2,

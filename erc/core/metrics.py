@@ -1,26 +1,33 @@
-"""Metrics shared by every stage, computed by the ``evaluate`` modules of this repository.
+"""Metrics shared by every stage: one implementation, also shipped as Hugging Face ``evaluate`` modules.
 
-The one implementation lives in two Hugging Face ``evaluate`` modules shipped inside the
-package (``erc/metrics/<name>/<name>.py``), loaded by path with ``evaluate.load`` (no Hub):
+Two ``evaluate`` modules live inside the package (``erc/metrics/<name>/<name>.py``) and load by
+path with ``evaluate.load`` (no Hub):
 
 * ``vad_regression``: MSE, RMSE, MAE, Pearson r and Lin's concordance correlation
   coefficient (CCC), overall and per dimension;
 * ``emotion``: accuracy, weighted/macro F1, per-class F1 and the confusion matrix
   (scikit-learn underneath).
 
-The functions below keep the project's flat dicts and call those modules, so the training
-loops, the comparison and anyone else (``evaluate.load(str(metric_path("emotion")))``) use
-the same code. Each module is loaded once per process and kept in memory (no cache files,
-so concurrent processes do not contend for them).
+Each module's computation sits in a sibling file (``<name>_scores.py``) that the module imports
+relatively. The functions below call those same files directly, so the training loops, the
+comparison and ``evaluate.load(str(metric_path("emotion")))`` give identical numbers, and a
+training process does not import ``evaluate``: its import pulls in ``transformers.pipelines``
+(about 100 MiB of resident memory and several seconds per process, measured for the graph
+stage). :func:`load_metric` imports ``evaluate`` when someone asks for a module.
 """
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import evaluate
 import numpy as np
+
+from erc.metrics.emotion.emotion_scores import classification_metrics as _classification_scores
+from erc.metrics.vad_regression.vad_regression_scores import regression_metrics as _regression_scores
+
+if TYPE_CHECKING:
+    import evaluate
 
 METRICS_DIR = Path(__file__).resolve().parents[1] / "metrics"
 MODULES = ("vad_regression", "emotion")
@@ -38,8 +45,10 @@ def metric_path(name: str) -> Path:
 
 
 @functools.cache
-def load_metric(name: str) -> evaluate.EvaluationModule:
+def load_metric(name: str) -> "evaluate.EvaluationModule":
     """The evaluate module ``name`` of this package, loaded by path once per process, in memory."""
+    import evaluate   # imported here, not at module level: see the module docstring
+
     return evaluate.load(str(metric_path(name)), keep_in_memory=True)
 
 
@@ -56,7 +65,7 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray, names: Sequence[str])
     pred, true = _columns(pred), _columns(true)
     if pred.shape != true.shape:
         raise ValueError(f"prediction shape {pred.shape} != target shape {true.shape}")
-    return load_metric("vad_regression").compute(predictions=pred, references=true, names=list(names))
+    return _regression_scores(pred, true, list(names))
 
 
 def pearson_r(pred: np.ndarray, true: np.ndarray) -> float:
@@ -75,4 +84,4 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int],
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
-    return load_metric("emotion").compute(predictions=y_pred, references=y_true, label_names=list(label_names))
+    return _classification_scores(y_true, y_pred, list(label_names))

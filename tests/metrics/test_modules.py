@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import evaluate
 import numpy as np
@@ -57,19 +60,36 @@ def test_emotion_module_by_path_matches_the_hand_computation():
     assert emo.compute(predictions=[0, 1], references=[1, 1])["labels"] == ["0", "1"]  # default names
 
 
-def test_core_metrics_compute_through_the_modules(monkeypatch):
-    """erc.core.metrics is a thin API over the modules: replace a module and its results change."""
+def test_core_metrics_equal_the_modules_on_random_inputs():
+    """erc.core.metrics calls the modules' own computation: the same numbers as evaluate.load(...).compute."""
+    rng = np.random.default_rng(0)
     emo = evaluate.load(str(metric_path("emotion")), keep_in_memory=True)
-    direct = emo.compute(predictions=[0, 1, 1, 2], references=[0, 0, 1, 2], label_names=["a", "b", "c"])
-    assert core.classification_metrics([0, 0, 1, 2], [0, 1, 1, 2], ["a", "b", "c"]) == direct
+    vad = evaluate.load(str(metric_path("vad_regression")), keep_in_memory=True)
+    for _ in range(5):
+        y_true, y_pred = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+        direct = emo.compute(predictions=y_pred, references=y_true, label_names=["a", "b", "c", "d"])
+        assert core.classification_metrics(y_true, y_pred, ["a", "b", "c", "d"]) == direct
+        pred, true = rng.normal(size=(40, 3)), rng.normal(size=(40, 3))
+        assert core.regression_metrics(pred, true, names=["v", "a", "d"]) == pytest.approx(
+            vad.compute(predictions=pred, references=true, names=["v", "a", "d"]))
     assert core.regression_metrics(PRED, TRUE, names=["a", "b"])["a_ccc"] == pytest.approx(6 / 7)
-
-    class Fake:
-        def compute(self, **kwargs):
-            return {"called_with": sorted(kwargs)}
-
-    monkeypatch.setattr(core, "load_metric", lambda name: Fake())
-    assert core.classification_metrics([0], [0], ["a"]) == {"called_with": ["label_names", "predictions",
-                                                                            "references"]}
     with pytest.raises(ValueError, match="unknown metric module"):
         metric_path("bleu")
+
+
+def test_the_module_folders_hold_the_computation_they_import():
+    """evaluate copies a module's relative imports along: the computation file sits beside each module."""
+    for name in ("emotion", "vad_regression"):
+        source = (metric_path(name) / f"{name}.py").read_text()
+        assert f"from .{name}_scores import " in source
+        assert (metric_path(name) / f"{name}_scores.py").is_file()
+
+
+def test_training_code_does_not_import_evaluate_or_transformers():
+    """The graph stage's process computes metrics without evaluate (which imports transformers.pipelines)."""
+    code = ("import sys, erc.core.metrics, erc.graph.train, erc.graph.predict; "
+            "import erc.core.metrics as m; m.classification_metrics([0, 1], [0, 1], ['a', 'b']); "
+            "print(sorted(k for k in ('evaluate', 'transformers', 'datasets') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -7,8 +7,9 @@ scikit-learn. Load it by path, no Hub needed::
     emo = evaluate.load("erc/metrics/emotion")   # the folder holding this file
     emo.compute(predictions=[0, 1, 1], references=[0, 0, 1], label_names=["neutral", "happy"])
 
-The file is self-contained (numpy, scikit-learn, datasets, evaluate).
-``erc.core.metrics.classification_metrics`` computes through it.
+The folder is self-contained (this file and ``emotion_scores.py``, which holds the computation;
+numpy, scikit-learn, datasets, evaluate). ``erc.core.metrics.classification_metrics`` calls the
+same computation directly.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Sequence
 
 import datasets
 import evaluate
-import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from .emotion_scores import classification_metrics
 
 _DESCRIPTION = """\
 Single-label classification metrics over a fixed list of classes (every class counts, also one
@@ -48,22 +49,6 @@ _CITATION = """\
   journal={Journal of Machine Learning Research}, volume={12}, pages={2825--2830}, year={2011}
 }
 """
-
-
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict:
-    """The dict described in ``_KWARGS_DESCRIPTION``."""
-    labels = list(range(len(label_names)))
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "per_class_f1": {name: float(v) for name, v in zip(label_names, per_class)},
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "labels": list(label_names),
-        "n": int(len(y_true)),
-    }
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

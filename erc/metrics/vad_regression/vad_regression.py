@@ -6,8 +6,9 @@ Load it by path, no Hub needed::
     vad = evaluate.load("erc/metrics/vad_regression")   # the folder holding this file
     vad.compute(predictions=[[3.1, 2.0, 2.9], ...], references=[[3.0, 2.5, 3.0], ...])
 
-The file is self-contained (numpy, datasets, evaluate): copy the folder anywhere, or push it
-to the Hub as a metric Space. ``erc.core.metrics.regression_metrics`` computes through it.
+The folder is self-contained (this file and ``vad_regression_scores.py``, which holds the
+computation; numpy, datasets, evaluate): copy the folder anywhere, or push it to the Hub as a
+metric Space. ``erc.core.metrics.regression_metrics`` calls the same computation directly.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Sequence
 import datasets
 import evaluate
 import numpy as np
+
+from .vad_regression_scores import VAD_NAMES, regression_metrics
 
 _DESCRIPTION = """\
 Regression metrics for dimensional emotion (Valence, Arousal, Dominance or any set of columns).
@@ -48,58 +51,6 @@ _CITATION = """\
   journal={Biometrics}, volume={45}, number={1}, pages={255--268}, year={1989}
 }
 """
-
-VAD_NAMES = ("valence", "arousal", "dominance")
-
-
-def pearson_r(pred: np.ndarray, true: np.ndarray) -> float:
-    """Pearson's r of two 1-D arrays; NaN for fewer than 2 values or a constant array."""
-    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
-    if pred.size < 2 or pred.std() == 0 or true.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(pred, true)[0, 1])
-
-
-def ccc(pred: np.ndarray, true: np.ndarray) -> float:
-    """Lin's concordance correlation: 2 cov / (var_p + var_t + (mean_p - mean_t)^2)."""
-    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
-    if pred.size < 2:
-        return float("nan")
-    mp, mt = pred.mean(), true.mean()
-    cov = ((pred - mp) * (true - mt)).mean()
-    denom = pred.var() + true.var() + (mp - mt) ** 2
-    return float(2 * cov / denom) if denom > 0 else float("nan")
-
-
-def regression_metrics(pred: np.ndarray, true: np.ndarray, names: Sequence[str] = VAD_NAMES) -> dict[str, float]:
-    """The flat dict described in ``_KWARGS_DESCRIPTION`` for ``(n, K)`` arrays."""
-    pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
-    true = np.asarray(true, dtype=np.float64).reshape(len(true), -1)
-    if pred.shape != true.shape:
-        raise ValueError(f"prediction shape {pred.shape} != target shape {true.shape}")
-    names = list(names)
-    if len(names) != pred.shape[1]:
-        raise ValueError(f"names: {len(names)} name(s) {names} for {pred.shape[1]} column(s)")
-    err = pred - true
-    out: dict[str, float] = {
-        "mse": float((err ** 2).mean()),
-        "rmse": float(np.sqrt((err ** 2).mean())),
-        "mae": float(np.abs(err).mean()),
-    }
-    rs, cs = [], []
-    for j, name in enumerate(names):
-        e = err[:, j]
-        out[f"{name}_mse"] = float((e ** 2).mean())
-        out[f"{name}_rmse"] = float(np.sqrt((e ** 2).mean()))
-        out[f"{name}_mae"] = float(np.abs(e).mean())
-        out[f"{name}_pearson"] = r = pearson_r(pred[:, j], true[:, j])
-        out[f"{name}_ccc"] = c = ccc(pred[:, j], true[:, j])
-        rs.append(r)
-        cs.append(c)
-    out["pearson"] = float(np.nanmean(rs)) if not all(np.isnan(rs)) else float("nan")
-    out["ccc"] = float(np.nanmean(cs)) if not all(np.isnan(cs)) else float("nan")
-    return out
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class VadRegression(evaluate.Metric):
