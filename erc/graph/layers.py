@@ -9,23 +9,27 @@ Propagation ``H <- A_hat (H W) + b`` has two implementations with the same param
   per layer (:func:`csr_matmul`, O(E x C); its backward is one transposed spmm for the
   features and one sampled dense-dense product for the edge values, so gradients reach
   the relation weights without an E x C tensor).
-* ``"edgewise"``: torch_geometric ``GCNConv`` with per-edge weights (message ``x_j * w``
-  then scatter: an E x C tensor per layer, kept for backward). The reference the
-  equivalence test compares against.
+* ``"edgewise"``: torch_geometric ``GCNConv``'s message passing with per-edge weights
+  (message ``x_j * w`` then scatter: an E x C tensor per layer, kept for backward). The
+  reference the equivalence test compares against.
+
+torch_geometric is imported by the ``edgewise`` path only: its import brings in most of
+``transformers`` (about 115 MiB of resident memory and two seconds per process, measured),
+which the default path does not need. Each layer's parameters are therefore held by
+:class:`GraphConvWeights`, which has ``GCNConv``'s parameter names, shapes and initialisation.
 
 ``"identity"`` skips message passing (``H <- H W + b``): the dense floor the speed bench
 measures, not a model anyone trains.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GCNConv
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 PROPAGATIONS = ("csr", "edgewise")                # user-facing choices; the first is the default
 _ALL_PROPAGATIONS = PROPAGATIONS + ("identity",)  # + the bench's no-propagation floor
@@ -35,10 +39,49 @@ def normalized_edge_weight(edge_index: torch.Tensor, edge_weight: torch.Tensor, 
                            ) -> torch.Tensor:
     """Symmetric normalisation ``D^-1/2 A D^-1/2`` by scatter over edges (no self loops added).
 
-    ``A[t, s] = w`` for each edge ``s -> t``; ``D`` = weighted in-degree. O(E).
+    ``A[t, s] = w`` for each edge ``s -> t``; ``D`` = weighted in-degree (0 stays 0). O(E).
+    torch_geometric's ``gcn_norm(..., add_self_loops=False)`` computes the same (tested), but
+    importing it costs what the module docstring says.
     """
-    _, w = gcn_norm(edge_index, edge_weight, num_nodes=num_nodes, add_self_loops=False)
-    return w
+    src, dst = edge_index[0], edge_index[1]
+    deg = torch.zeros(num_nodes, dtype=edge_weight.dtype, device=edge_weight.device).index_add_(0, dst, edge_weight)
+    dis = deg.pow(-0.5).masked_fill_(deg == 0, 0.0)
+    return dis[src] * edge_weight * dis[dst]
+
+
+class GraphConvWeights(nn.Module):
+    """One layer's ``W`` (``lin.weight``, ``(out, in)``) and ``b`` (``bias``).
+
+    The parameter names, shapes and initialisation (glorot weight, zero bias) of torch_geometric's
+    ``GCNConv(c, c)``, whose construction draws the weight twice (its ``Linear``, then itself):
+    drawing the same numbers keeps seeded runs and saved models identical to a GCNConv-built
+    stack (tested against ``GCNConv``).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.lin = nn.utils.skip_init(nn.Linear, channels, channels, bias=False)   # drawn below, not by Linear
+        self.bias = nn.Parameter(torch.empty(channels))
+        self.reset_parameters()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.lin.weight)
+        nn.init.zeros_(self.bias)
+
+
+@functools.cache
+def _gcn_message_passing():
+    """A ``GCNConv`` used only for its ``propagate`` (message ``x_j * w``, sum at the target)."""
+    from torch_geometric.nn import GCNConv   # the edgewise reference only (see the module docstring)
+
+    with torch.random.fork_rng(devices=[]):   # its (unused) 1 x 1 weight must not move the seeded RNG
+        return GCNConv(1, 1, normalize=False, add_self_loops=False)
+
+
+def gcn_propagate(x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
+    """``GCNConv``'s message passing on ``x`` (already multiplied by ``W``): the edgewise reference."""
+    return _gcn_message_passing().propagate(edge_index, x=x, edge_weight=edge_weight)
 
 
 @dataclass(frozen=True)
@@ -147,7 +190,7 @@ class RelationalGraphStack(nn.Module):
     positive by softplus so degrees stay positive; initialised to weight 1.
     ``\hat A`` is built once per call and reused by all ``L`` layers; how it is
     applied is ``propagation`` (module docstring). ``W^{(l)}, b^{(l)}`` live in
-    ``convs[l]`` (a ``GCNConv``) in every mode, so weights load in any mode.
+    ``convs[l]`` (:class:`GraphConvWeights`) in every mode, so weights load in any mode.
 
     Args:
         channels: node feature size (in = out).
@@ -170,8 +213,7 @@ class RelationalGraphStack(nn.Module):
         self.channels, self.num_layers, self.num_relations = channels, num_layers, num_relations
         self.propagation = check_propagation(propagation, internal=True)
         self.relation_weight = nn.Parameter(torch.empty(num_relations))
-        self.convs = nn.ModuleList(GCNConv(channels, channels, normalize=False, add_self_loops=False)
-                                   for _ in range(num_layers))
+        self.convs = nn.ModuleList(GraphConvWeights(channels) for _ in range(num_layers))
         self.branches = nn.ModuleList(nn.Linear(channels, channels) for _ in range(num_layers))
         self.dropout = nn.Dropout(dropout)
         self.reset_parameters()
@@ -201,14 +243,17 @@ class RelationalGraphStack(nn.Module):
         elif self.propagation == "edgewise":
             norm = self.operator(edge_index, relation, n)
         h, out = x, x
-        for conv, branch in zip(self.convs, self.branches):
+        for i, (conv, branch) in enumerate(zip(self.convs, self.branches)):
+            # In place where autograd allows (csr_matmul and Linear do not save their outputs, and
+            # leaky_relu_ saves its result): fewer N x C temporaries per layer, less heap to hold.
             if self.propagation == "csr":
-                h = csr_matmul(values, conv.lin(h), layout) + conv.bias
+                h = csr_matmul(values, conv.lin(h), layout).add_(conv.bias)
             elif self.propagation == "edgewise":
-                h = conv(h, edge_index, norm)
+                h = gcn_propagate(conv.lin(h), edge_index, norm) + conv.bias
             else:   # identity: the dense floor, no message passing
                 h = conv.lin(h) + conv.bias
-            out = out + self.dropout(F.leaky_relu(branch(h)))
+            branch_out = self.dropout(F.leaky_relu_(branch(h)))
+            out = out + branch_out if i == 0 else out.add_(branch_out)
         return out
 
     def extra_repr(self) -> str:

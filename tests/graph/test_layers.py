@@ -98,3 +98,31 @@ def test_single_modality_uses_temporal_graph():
     out = model(collate_dialogues(dl))
     assert list(out.modality_reps) == ["text"]
     assert out.emotion_logits.shape[0] == sum(len(d) for d in dl)
+
+
+def test_layer_weights_are_drawn_as_gcnconv_draws_them():
+    """Same names, shapes and numbers as GCNConv(c, c) from the same seed, and the RNG left in the same state."""
+    from torch_geometric.nn import GCNConv
+
+    from erc.graph.layers import GraphConvWeights
+
+    torch.manual_seed(3)
+    ref = GCNConv(6, 6, normalize=False, add_self_loops=False)
+    after_ref = torch.rand(4)
+    torch.manual_seed(3)
+    ours = GraphConvWeights(6)
+    after_ours = torch.rand(4)
+    assert sorted(ours.state_dict()) == sorted(ref.state_dict()) == ["bias", "lin.weight"]
+    assert torch.equal(ours.lin.weight, ref.lin.weight) and torch.equal(ours.bias, ref.bias)
+    assert torch.equal(after_ours, after_ref)
+    ours.load_state_dict(ref.state_dict())        # a saved GCNConv-built model loads as is
+
+
+def test_normalised_weights_equal_torch_geometric_gcn_norm():
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    g = torch.Generator().manual_seed(0)
+    edge_index = torch.randint(0, 7, (2, 30), generator=g)      # nodes 7..9 have no edges: degree 0
+    w = torch.rand(30, generator=g, dtype=torch.float64) + 0.05
+    _, expected = gcn_norm(edge_index, w, num_nodes=10, add_self_loops=False)
+    assert torch.allclose(normalized_edge_weight(edge_index, w, 10), expected, atol=1e-14)
