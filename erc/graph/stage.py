@@ -15,7 +15,7 @@ from erc.graph.config import GraphTrainConfig
 # harness: `train-graph --epochs 4` into a folder trained for 2 continues it, curriculum included); the
 # number of processes is not part of it (checkpoints written by N processes resume in M).
 TRAIN_GRAPH_IDENTITY = IdentityRule(
-    ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints"}),
+    ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints", "release_memory"}),
     inputs=("data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir", "cmerc.difficulty_file"))
 SUMMARY_KEYS = ("test_accuracy", "test_weighted_f1", "test_macro_f1", "test_ece", "test_ts_ece")
 

@@ -31,7 +31,7 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from erc.core.config import ConfigError, save_config
-from erc.core.harness import Checkpoints, Run, start_run
+from erc.core.harness import Checkpoints, Run, release_free_heap, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.runs import select_best, summarize_seeds
 from erc.data.dialogues import load_splits, make_loader
@@ -89,6 +89,8 @@ def train_one_epoch(model, combiner, loader, optimizer, accelerator, epoch: int,
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
+        if cfg.release_memory:
+            release_free_heap()
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
