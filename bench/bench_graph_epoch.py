@@ -10,8 +10,9 @@ under Accelerate) for each window (default 3, 17 = published, -1 = whole dialogu
 window in a fresh child process so its peak memory is its own. Per window:
 
 * ``train_epoch_s``: median of the epochs after the first (``epoch_s`` lists them all);
-* ``eval_test_s``: median test pass (31 dialogues, :func:`erc.graph.train.evaluate`) under
-  ``torch.inference_mode``;
+* ``eval_test_s``: median test pass (31 dialogues, :func:`erc.graph.infer.run_inference`) under
+  ``torch.inference_mode``; ``eval_floor_s``: the same pass with the floor model (below), and
+  ``eval_floor_ratio = eval_test_s / eval_floor_s``: the test pass's distance to its own dense limit;
 * ``floor_s``: the same model with message passing replaced by the identity
   (``propagation="identity"``: projections, every layer's X.W and branch Linear, fusion,
   heads, losses, forward + backward + AdamW) on the same batches (same ``set_epoch``
@@ -20,7 +21,8 @@ window in a fresh child process so its peak memory is its own. Per window:
 * ``edges_per_batch``: edges of one pair graph per training batch (mean; 3 pair graphs per batch).
 
     python bench/bench_graph_epoch.py [--json] [--propagation csr|edgewise] [--num-threads 2] [--epochs 3]
-                                      [--windows 3 17 -1] [--profile] [--device cuda --bf16]
+                                      [--windows 3 17 -1] [--no-release-memory] [--profile]
+                                      [--device cuda --bf16]
 
 ``--json`` prints one JSON object per window on stdout (the table goes to stderr).
 ``--profile`` adds the top operators of ``torch.profiler`` over a few training batches.
@@ -79,7 +81,7 @@ def child(args: argparse.Namespace) -> None:
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
     values["data"].update(path=args.pickle)
     values.update(win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False,
-                  propagation=args.propagation)
+                  propagation=args.propagation, release_memory=not args.no_release_memory)
     if args.hidden_dim:
         values["hidden_dim"] = args.hidden_dim
     cfg = config_from_dict(GraphTrainConfig, values, "bench")
@@ -117,14 +119,19 @@ def child(args: argparse.Namespace) -> None:
     peak_after_train = _peak_rss_mib()
 
     test_loader = accelerator.prepare(make_loader(splits.test, cfg.eval_batch_size))
-    eval_s = []
-    for _ in range(args.eval_reps + 1):      # the first pass warms up, not counted
-        sync()
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            run_inference(model, test_loader, accelerator, len(splits.test))
-        sync()
-        eval_s.append(time.perf_counter() - t0)
+
+    def time_test_passes(m) -> list[float]:
+        times = []
+        for _ in range(args.eval_reps + 1):      # the first pass warms up, not counted
+            sync()
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                run_inference(m, test_loader, accelerator, len(splits.test))
+            sync()
+            times.append(time.perf_counter() - t0)
+        return times[1:]
+
+    eval_s = time_test_passes(model)
 
     profile = None
     if args.profile:
@@ -132,28 +139,32 @@ def child(args: argparse.Namespace) -> None:
 
     # Accelerate keeps every prepared model and optimizer alive; free the trained pair so the floor
     # model's memory does not stack on top of it (the peak is the trained model's own).
-    del model, test_loader
+    del model
     accelerator.free_memory()
     gc.collect()
     set_seed(0)
     floor_model = build_model(cfg, splits)
     floor_model.set_propagation("identity")
-    floor_epoch_s, _ = run_epochs(floor_model, args.floor_epochs or cfg.epochs)
+    floor_epoch_s, floor_model = run_epochs(floor_model, args.floor_epochs or cfg.epochs)
+    eval_floor_s = time_test_passes(floor_model)
 
     edges = [cross_modal_graph(b.ptr, cfg.win_p, cfg.win_f, cfg.max_distance).edge_index.shape[1]
              for b in make_loader(splits.train, cfg.batch_size)]
     train_epoch_s, floor_s = _median_after_first(epoch_s), _median_after_first(floor_epoch_s)
     out = {"window": args.window, "propagation": cfg.propagation, "device": str(accelerator.device),
            "bf16": bool(args.bf16), "threads": torch.get_num_threads(), "hidden_dim": cfg.hidden_dim,
+           "release_memory": cfg.release_memory,
            "train_dialogues": len(splits.train), "test_dialogues": len(splits.test),
            "train_utterances": sum(len(d) for d in splits.train),
            "edges_per_batch": sum(edges) / len(edges), "pair_graphs_per_batch": math.comb(len(cfg.data.modalities), 2), "edges_per_epoch": sum(edges),
-           "train_epoch_s": train_epoch_s, "eval_test_s": statistics.median(eval_s[1:]),
+           "train_epoch_s": train_epoch_s, "eval_test_s": statistics.median(eval_s),
+           "eval_floor_s": statistics.median(eval_floor_s),
+           "eval_floor_ratio": statistics.median(eval_s) / statistics.median(eval_floor_s),
            "floor_s": floor_s, "floor_ratio": train_epoch_s / floor_s,
            "peak_rss_mib": _peak_rss_mib(), "peak_rss_after_train_mib": peak_after_train,
            "rss_start_mib": rss_start, "rss_after_load_mib": rss_after_load,
            "peak_rss_after_load_mib": peak_after_load, "load_s": load_s,
-           "epoch_s": epoch_s, "floor_epoch_s": floor_epoch_s, "eval_s": eval_s[1:],
+           "epoch_s": epoch_s, "floor_epoch_s": floor_epoch_s, "eval_s": eval_s, "eval_floor_s_all": eval_floor_s,
            "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}}
     if cuda:
         out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -223,6 +234,8 @@ def main() -> None:
     ap.add_argument("--eval-reps", type=int, default=5, help="timed test passes (after one warm-up)")
     ap.add_argument("--windows", type=int, nargs="*", default=[3, 17, -1])
     ap.add_argument("--propagation", default="csr", choices=("csr", "edgewise"))
+    ap.add_argument("--no-release-memory", action="store_true",
+                    help="train with release_memory off (no malloc_trim after each step): the time/memory trade")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--bf16", action="store_true", help="Accelerate bf16 mixed precision (autocast)")
     ap.add_argument("--hidden-dim", type=int, default=None, help="override the config (smoke tests)")
@@ -240,10 +253,11 @@ def main() -> None:
         path, source = write_bench_pickle(Path(tmp) / "iemocap6_bench.pkl")
         print(f"IEMOCAP-6 layout pickle, {path.stat().st_size / 2**20:.0f} MiB, random features; {source}\n"
               f"config configs/graph_iemocap6.yaml (hidden {args.hidden_dim or 512}, layers 7/7/7, batch 16); "
-              f"propagation {args.propagation}; {args.num_threads} CPU thread(s); device {args.device}"
+              f"propagation {args.propagation}; release_memory {not args.no_release_memory}; "
+              f"{args.num_threads} CPU thread(s); device {args.device}"
               f"{' bf16' if args.bf16 else ''}; {args.epochs} epochs", file=log)
         head = (f"{'window':>7} {'edges/batch':>11} {'epoch (s)':>9} {'floor (s)':>9} {'ratio':>6} "
-                f"{'test (s)':>8} {'peak RSS MiB':>12} {'RSS after load':>14}")
+                f"{'test (s)':>8} {'test floor':>10} {'peak RSS MiB':>12} {'RSS after load':>14}")
         print(head + ("  cuda peak MiB" if args.device == "cuda" else ""), file=log)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "MKL_NUM_THREADS": str(args.num_threads)}
         results, failed = [], []
@@ -252,6 +266,7 @@ def main() -> None:
                    "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device,
                    "--propagation", args.propagation, "--eval-reps", str(args.eval_reps),
                    "--floor-epochs", str(args.floor_epochs)]
+            cmd += ["--no-release-memory"] if args.no_release_memory else []
             cmd += ["--hidden-dim", str(args.hidden_dim)] if args.hidden_dim else []
             cmd += ["--bf16"] if args.bf16 else []
             cmd += ["--profile"] if args.profile else []
@@ -265,7 +280,7 @@ def main() -> None:
             results.append(r)
             name = "whole" if w < 0 else str(w)
             print(f"{name:>7} {r['edges_per_batch']:11.0f} {r['train_epoch_s']:9.2f} {r['floor_s']:9.2f} "
-                  f"{r['floor_ratio']:6.2f} {r['eval_test_s']:8.3f} {r['peak_rss_mib']:12.0f} "
+                  f"{r['floor_ratio']:6.2f} {r['eval_test_s']:8.3f} {r['eval_floor_s']:10.3f} {r['peak_rss_mib']:12.0f} "
                   f"{r['rss_after_load_mib']:14.0f}"
                   + (f"  {r['cuda_peak_mib']:13.0f}" if "cuda_peak_mib" in r else ""), file=log)
             for p in r.get("profile", []):

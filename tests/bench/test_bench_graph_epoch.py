@@ -15,7 +15,8 @@ from erc.data.dialogues import make_loader
 from erc.graph.edges import cross_modal_graph
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = {"train_epoch_s", "eval_test_s", "floor_s", "floor_ratio", "peak_rss_mib", "edges_per_batch"}
+KEYS = {"train_epoch_s", "eval_test_s", "floor_s", "floor_ratio", "peak_rss_mib", "edges_per_batch",
+        "eval_floor_s", "eval_floor_ratio", "release_memory"}
 
 
 def test_bench_child_reports_every_figure(tmp_path):
@@ -29,7 +30,13 @@ def test_bench_child_reports_every_figure(tmp_path):
     r = json.loads(line[len("RESULT "):])
     assert KEYS <= r.keys()
     assert r["floor_ratio"] == r["train_epoch_s"] / r["floor_s"]
+    assert r["eval_floor_ratio"] == r["eval_test_s"] / r["eval_floor_s"]
     assert r["window"] == 3 and r["hidden_dim"] == 8 and len(r["epoch_s"]) == 2
+    assert r["release_memory"] is True and len(r["eval_s"]) == len(r["eval_floor_s_all"]) == 1
+    off = subprocess.run(cmd + ["--no-release-memory"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert off.returncode == 0, off.stderr[-2000:]
+    line = [ln for ln in off.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    assert json.loads(line[len("RESULT "):])["release_memory"] is False
 
     # edges_per_batch is the mean edge count of the training batches at window 3/3
     from erc.core.config import config_from_dict, load_yaml
