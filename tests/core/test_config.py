@@ -284,7 +284,7 @@ def test_every_shipped_config_file_loads_into_its_config(project_root):
             continue
         cls = next(c for prefix, c in kinds.items() if path.stem.startswith(prefix))
         # the flags its usage line in the file adds (text from `cli.py embed`)
-        flags = {"text_embeddings": "emb.npz"} if path.name == "graph_cosmic_iemocap.yaml" else None
+        flags = {"text_embeddings": "emb.npz"} if path.name.startswith("graph_cosmic_") else None
         cfg = resolve_config(cls, flags, path)
         if cls is PipelineConfig:
             for build in (finetune_config, embed_config, graph_config, compare_config):
