@@ -305,6 +305,24 @@ def seed_results_lines(title: str, intro: Sequence[str], results: Mapping[str, A
     return lines
 
 
+def seed_run_outputs(output_dir: str | Path) -> dict[str, Path]:
+    """The files a multi-seed training stage (train-graph, train-hrg) writes into ``output_dir``."""
+    d = Path(output_dir)
+    return {"results": d / "results.json", "epochs": d / "epochs.csv"}
+
+
+def seed_run_summary(output_dir: str | Path, link: Callable[[Path], str], title: str, keys: Sequence[str],
+                     intro: Callable[[Mapping[str, Any]], list[str]]) -> list[str]:
+    """:func:`seed_results_lines` of the run in ``output_dir`` (no lines before its results exist);
+    ``intro(results)`` gives the lines under the heading."""
+    out = seed_run_outputs(output_dir)
+    if not out["results"].is_file():
+        return []
+    r = read_json(out["results"])
+    return seed_results_lines(title, intro(r), r, keys,
+                              {"results.json": link(out["results"]), "epochs.csv": link(out["epochs"])})
+
+
 def _no_summary(cfg: Any, link: Callable[[Path], str]) -> list[str]:
     return []
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from erc.core.config import ConfigError, save_config
 from erc.core.harness import Checkpoints, Run, release_free_heap, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
-from erc.core.runs import select_best, summarize_seeds
+from erc.core.runs import seed_run_outputs, select_best, summarize_seeds
 from erc.data.dialogues import load_splits, make_loader
 from erc.core.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
 from erc.graph.cmerc_losses import make_cmerc_loss_hook
@@ -42,7 +42,7 @@ from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
 from erc.graph.infer import EvalResult, InferenceResult, run_inference
 from erc.graph.losses import LossCombiner, task_losses
 from erc.graph.model import GraphModelConfig, GraphSmile, save_graph_model
-from erc.graph.stage import TRAIN_GRAPH_IDENTITY, train_graph_outputs
+from erc.graph.stage import TRAIN_GRAPH_IDENTITY
 
 logger = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
                "num_processes": accelerator.num_processes, "seeds": [r["seed"] for r in results],
                **summarize_seed_results(results), "per_seed": results}
     if accelerator.is_main_process:
-        files = train_graph_outputs(out_dir)
+        files = seed_run_outputs(out_dir)
         write_json(files["results"], summary)
         write_csv(files["epochs"], history)
         accelerator.print(format_summary(summary))
