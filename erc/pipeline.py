@@ -29,7 +29,7 @@ from typing import Any
 
 from erc.compare.stage import COMPARE
 from erc.core.cli import add_stage_command
-from erc.core.config import config_from_dict, save_config
+from erc.core.config import ConfigError, config_from_dict, save_config
 from erc.core.io import atomic_write_text, write_json
 from erc.core.logs import setup_logging
 from erc.core.runs import (
@@ -247,6 +247,9 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
                                "will not delete them.\nChoose a new --output-dir.")
     # Resolve every stage config and check every stage folder up front: a typo or a changed config
     # fails now, before anything is written, not after an hour of training.
+    if state.num_processes > 1 and "embed" in cfg.stages and embed_config(cfg).cross_fit:
+        raise ConfigError("pipeline section 'embed': cross_fit fine-tunes its folds inside the embed stage, "
+                          "which runs in one process; launch this pipeline with --num_processes 1")
     plans = [StagePlan(n, STAGE_CONFIGS[n](cfg), "run") for n in cfg.stages] if cfg.overwrite else \
         plan(cfg, state.num_processes)
     if state.is_main_process:

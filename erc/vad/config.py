@@ -129,6 +129,20 @@ class EmbedConfig:
     context_future: int = field(default=0, metadata={"help": "following turns (as context_past)"})
     max_length: int = field(default=128, metadata={"help": "max tokens per input, for a plain encoder"})
     output: str = field(default="runs/embeddings.npz", metadata={"help": "output .npz (written atomically)"})
+    cross_fit: int = field(default=0, metadata={"help": (
+        "out-of-fold embeddings: cut the training sessions of --model's fine-tuning into K folds, fine-tune "
+        "once per fold without it, and embed each fold's dialogues with the encoder that never saw them "
+        "(everything else with --model); <output>.cross_fit.json says which encoder embedded what. "
+        "0 = off (every utterance by --model)")})
+    finetune_config: str = field(default="", metadata={"help": (
+        "cross-fit: the config.yaml of the finetune run that made --model (default: the one beside it)")})
+    cross_fit_dir: str = field(default="", metadata={"help": (
+        "cross-fit: folder of the fold fine-tunings (default: cross_fit/ beside --output); finished folds "
+        "of the same config are reused")})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     synthetic_dialogues: int = 60
     synthetic_seed: int = 0
+
+    def validate(self) -> None:
+        if self.cross_fit == 1 or self.cross_fit < 0:
+            raise ConfigError(f"field 'cross_fit': expected 0 (off) or at least 2 folds, got {self.cross_fit}")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from erc.core.config import ConfigError, save_config
 from erc.core.errors import ErcError
-from erc.core.io import check_writable
+from erc.core.io import check_writable, write_json
 from erc.core.harness import start_local
 from erc.data.context import tokenizer_context_inputs
 from erc.data.readers import read_corpus
@@ -61,6 +61,21 @@ def encoder_fn(model: str, pooling: str, batch_size: int, context: tuple[int, in
                                                      max_length=max_length, pairs=pairs)
 
 
+def _encode(cfg: EmbedConfig, model: str, texts, dialogue_ids, speakers, idx: np.ndarray) -> np.ndarray:
+    """Embeddings of the utterances ``idx`` by ``model``; inputs are built over whole dialogues, so an
+    utterance's context turns are read whatever encoder embeds them."""
+    make_inputs, encode = encoder_fn(model, cfg.pooling, cfg.batch_size, (cfg.context_past, cfg.context_future),
+                                     cfg.max_length)
+    inputs, pairs = make_inputs(texts, dialogue_ids, speakers)
+    inputs = [inputs[i] for i in idx]
+    pairs = [pairs[i] for i in idx] if pairs is not None else None
+    chunk = max(cfg.batch_size, 16 * cfg.batch_size)
+    parts = [np.asarray(encode(inputs[i:i + chunk], pairs[i:i + chunk] if pairs is not None else None),
+                        dtype=np.float32)
+             for i in tqdm(range(0, len(idx), chunk), desc="embed", unit="chunk")]
+    return np.concatenate(parts)
+
+
 def run_embed(cfg: EmbedConfig) -> Path:
     start_local(cfg, None)                      # logging, the one thread rule
     check_writable(cfg.output, "field 'output':")          # the file itself, before reading and encoding
@@ -77,18 +92,46 @@ def run_embed(cfg: EmbedConfig) -> Path:
     uids = [u for d in dlgs for u in d.utterance_ids] if has_ids else None
     logger.info("embedding %d utterances of %d dialogues (%s) with %s", len(texts), len(dlgs), spec.name, cfg.model)
 
-    make_inputs, encode = encoder_fn(cfg.model, cfg.pooling, cfg.batch_size, (cfg.context_past, cfg.context_future),
-                                     cfg.max_length)
     speakers = ([s for d in dlgs for s in d.speakers] if all(getattr(d, "speakers", None) is not None for d in dlgs)
                 else None)
-    inputs, pairs = make_inputs(texts, dialogue_ids, speakers)     # whole dialogues: context never crosses a chunk
-    chunk = max(cfg.batch_size, 16 * cfg.batch_size)
-    parts = [np.asarray(encode(inputs[i:i + chunk], pairs[i:i + chunk] if pairs is not None else None),
-                        dtype=np.float32)
-             for i in tqdm(range(0, len(texts), chunk), desc="embed", unit="chunk")]
-    emb = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    out = write_embeddings(cfg.output, emb, dialogue_ids, positions, uids, model=cfg.model)
+    record = None
+    if cfg.cross_fit:
+        from erc.vad.crossfit import assign_utterances, cross_fit_record, plan_cross_fit
+
+        plans = plan_cross_fit(cfg)
+        owner = assign_utterances(plans, dialogue_ids)
+        if not (owner < len(plans) - 1).any():
+            raise DataValidationError(
+                f"{corpus.source}: no dialogue of dataset {spec.name!r} is in the training sessions of {cfg.model}'s "
+                "fine-tuning (dialogue ids differ?): cross-fitting would change nothing")
+        record = cross_fit_record(cfg, plans, owner, dialogue_ids)
+        models = [p.model for p in plans]
+    else:
+        owner = np.zeros(len(texts), dtype=np.int64)
+        models = [cfg.model]
+    emb = None
+    for i, model in enumerate(models):
+        idx = np.flatnonzero(owner == i)
+        if len(idx) == 0:
+            continue
+        logger.info("encoder %s: %d utterances", model, len(idx))
+        part = _encode(cfg, model, texts, dialogue_ids, speakers, idx)
+        if emb is None:
+            emb = np.zeros((len(texts), part.shape[1]), np.float32)
+        elif part.shape[1] != emb.shape[1]:
+            raise ValueError(f"cross-fit: {model} embeds in {part.shape[1]} dims, the others in {emb.shape[1]}")
+        emb[idx] = part
+    if emb is None:
+        emb = np.zeros((0, 0), np.float32)
+    model_note = cfg.model if not cfg.cross_fit else f"{cfg.model} (cross-fit, {cfg.cross_fit} folds)"
+    if record is not None:       # before the embeddings: a finished .npz always has its record
+        write_json(Path(str(cfg.output) + ".cross_fit.json"), record)
+    out = write_embeddings(cfg.output, emb, dialogue_ids, positions, uids, model=model_note)
     save_config(cfg, Path(str(out) + ".config.yaml"))
+    if record is not None:
+        for e in record["encoders"]:
+            print(f"cross-fit {e['name']}: {e['utterances']} utterances of {e['dialogues']} dialogues "
+                  f"(held out sessions {e['held_out_sessions'] or '-'}, trained on {e['train_sessions']})")
     print(f"wrote {out}: {emb.shape[0]} utterances x {emb.shape[1]} dims "
           f"(keys: {'utterance_id and ' if has_ids else ''}dialogue_id+position)")
     return out

@@ -66,6 +66,27 @@ def embed_place(folder: Path) -> dict[str, Any]:
     return {"output": str(Path(folder) / "embeddings.npz")}
 
 
+def _embed_summary(cfg: EmbedConfig, link: Callable[[Path], str]) -> list[str]:
+    """Cross-fitted embeddings: which encoder embedded which sessions, and each fold's own V/A/D figures."""
+    record = Path(str(cfg.output) + ".cross_fit.json")
+    if not cfg.cross_fit or not record.is_file():
+        return []
+    r = read_json(record)
+    lines = [f"## Embeddings, cross-fitted ({r['cross_fit']} folds)", "",
+             "Each fold's training sessions are embedded by an encoder fine-tuned without them; everything "
+             "else by the fine-tuned model.", "",
+             "| encoder | held-out sessions | trained on | dialogues | utterances | validation CCC | test CCC |",
+             "|---|---|---|---|---|---|---|"]
+    for e in r["encoders"]:
+        m = e.get("finetune_metrics") or {}
+        lines.append(f"| {e['name']} | {e['held_out_sessions'] or '-'} | {e['train_sessions']} | {e['dialogues']} | "
+                     f"{e['utterances']} | {format_cell((m.get('validation') or {}).get('ccc'))} | "
+                     f"{format_cell((m.get('test') or {}).get('ccc'))} |")
+    lines += ["", f"Files: [{record.name}]({link(record)}).", ""]
+    return lines
+
+
 EMBED = StageSpec(
     name="embed", config_class=EmbedConfig, run="erc.vad.embed:run_embed", identity_rule=EMBED_IDENTITY,
-    place=embed_place, outputs=lambda cfg: {"embeddings": Path(cfg.output)}, main_process_only=True)
+    place=embed_place, outputs=lambda cfg: {"embeddings": Path(cfg.output)}, summary=_embed_summary,
+    main_process_only=True)

@@ -85,6 +85,21 @@ def test_pipeline_end_to_end_then_skip_then_force(tmp_path, project_root):
     assert marker["stage"] == "compare" and marker["seconds"] > 0
 
 
+def test_pipeline_embed_cross_fit_fine_tunes_its_folds_inside_the_embed_stage(tmp_path, project_root):
+    out = tmp_path / "run"
+    cfg_path = tmp_path / "pipeline.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY, "stages": ["finetune", "embed"], "output_dir": str(out),
+                                        "embed": {"batch_size": 64, "cross_fit": 2}}))
+    _run(project_root, cfg_path)
+    for fold, train in (("fold_1-2", [3]), ("fold_3", [1, 2])):      # the finetune trains on sessions 1-3
+        assert json.loads((out / "embed" / "cross_fit" / fold / "metrics.json").read_text())["sessions"]["train"] == train
+    record = json.loads((out / "embed" / "embeddings.npz.cross_fit.json").read_text())
+    assert [e["name"] for e in record["encoders"]] == ["fold_1-2", "fold_3", "full"]
+    assert record["encoders"][-1]["model"] == str(out / "finetune" / "best_model")
+    summary = (out / "summary.md").read_text()
+    assert "## Embeddings, cross-fitted (2 folds)" in summary and "| fold_3 | [3] | [1, 2] |" in summary
+
+
 def test_incomplete_stage_reruns(tmp_path, project_root):
     """A stage folder without its marker (an interrupted run) is not taken as complete."""
     cfg = resolve_config(PipelineConfig, {"output_dir": str(tmp_path)})
