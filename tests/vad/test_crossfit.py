@@ -111,3 +111,21 @@ def test_cross_fit_errors_name_the_field(tmp_path, finetuned, tiny_encoder_dir):
     with pytest.raises(ConfigError, match="field 'finetune_config'.*no such file"):
         _embed(tmp_path / "z.npz", finetuned, cross_fit=2, finetune_config=str(tmp_path / "missing.yaml"))
     assert not list(tmp_path.glob("*.npz"))
+
+
+def test_cross_fit_needs_a_session_split(tmp_path, finetuned):
+    """A fine-tuning split by dialogue has no sessions to hold out: one clear error, nothing written."""
+    import shutil
+
+    import yaml
+
+    from erc.core.config import ConfigError
+
+    run = tmp_path / "run"
+    shutil.copytree(finetuned, run / "best_model")
+    cfg = yaml.safe_load((finetuned.parent / "config.yaml").read_text())
+    cfg["data"]["split"] = "dialogue"
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="splits by dialogue; cross-fitting .* needs a session split"):
+        _embed(tmp_path / "e" / "emb.npz", run / "best_model", cross_fit=2)
+    assert not (tmp_path / "e").exists()
