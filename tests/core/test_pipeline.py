@@ -171,3 +171,24 @@ def test_model_flag_sets_the_base_encoder_of_finetune_and_compare_only():
     assert finetune_config(cfg).data.test_sessions == [4] and 5 not in finetune_config(cfg).data.train_sessions
     plain = resolve_config(PipelineConfig, {"compare": {"model": "builtin:tiny"}, "finetune": {"model": "x"}})
     assert finetune_config(plain).model == "x" and compare_config(plain).model == "builtin:tiny"
+
+
+def test_cross_fit_under_several_processes_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    """The fold fine-tunings run inside the embed stage, on the main process only: with two processes
+    the pipeline says so up front instead of waiting forever at a barrier."""
+    import accelerate
+
+    from erc.pipeline import run_pipeline
+
+    class TwoProcesses:
+        num_processes, is_main_process = 2, True
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(accelerate, "PartialState", TwoProcesses)
+    cfg = resolve_config(PipelineConfig, {**TINY, "stages": ["finetune", "embed"], "output_dir": str(tmp_path / "run"),
+                                          "embed": {"cross_fit": 2}})
+    with pytest.raises(ConfigError, match="cross_fit .* --num_processes 1"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run").exists()
