@@ -87,11 +87,10 @@ def finetune_run_config(model: str, config_path: str = "") -> tuple[FinetuneConf
 def training_sessions(ft: FinetuneConfig) -> tuple[dict[str, list[int]], dict[int, set[str]]]:
     """``({train, valid, test}: sessions, {training session: its dialogue ids})`` of a finetune config."""
     from erc.data.utterance_dataset import load_frame_cached
+    from erc.data.utterances import SOURCES
     from erc.vad.data import assign_splits, labeled_mask, session_sets
 
     df, fmt = load_frame_cached(ft.data, require_labels=True)
-    from erc.data.utterances import SOURCES
-
     masks, mode = assign_splits(df, ft.data, seed=ft.seed, default_mode=SOURCES[fmt]["split"])
     if mode != "session":
         raise ConfigError(f"field 'cross_fit': the fine-tuning of {ft.data.path} splits by {mode}; cross-fitting "
@@ -116,21 +115,19 @@ def fold_config(ft: FinetuneConfig, sessions: dict[str, list[int]], held_out: Se
 
 def _complete(fcfg: FinetuneConfig) -> dict | None:
     """The metrics of a finished fold run of exactly ``fcfg`` in its folder, else None."""
-    from erc.vad.stage import FINETUNE_IDENTITY, finetune_outputs
+    from erc.vad.stage import FINETUNE
 
-    out = finetune_outputs(fcfg.output_dir)
-    if not (out["metrics"].is_file() and out["model"].is_dir()):
+    if not FINETUNE.is_complete(fcfg):
         return None
-    identity = FINETUNE_IDENTITY.identity("finetune", fcfg, 1)
-    if check_run_dir(fcfg.output_dir, identity, False) != "same":   # raises when it holds another run
+    if check_run_dir(fcfg.output_dir, FINETUNE.identity(fcfg), False) != "same":   # raises when it holds another run
         return None
-    return read_json(out["metrics"])
+    return read_json(FINETUNE.outputs(fcfg)["metrics"])
 
 
 def plan_cross_fit(cfg) -> list[FoldPlan]:
     """Fine-tune (or reuse) every fold of ``cfg`` (an EmbedConfig with ``cross_fit`` >= 2); the last
     entry is the full model, which embeds everything no fold holds out."""
-    from erc.vad.stage import finetune_outputs
+    from erc.vad.stage import FINETUNE
     from erc.vad.train import run_finetune
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -153,12 +150,12 @@ def plan_cross_fit(cfg) -> list[FoldPlan]:
             result = run_finetune(fcfg)
             if result.get("interrupted"):
                 raise ConfigError(f"cross-fit {name}: the fine-tuning stopped early; rerun to resume")
-            metrics = read_json(finetune_outputs(fcfg.output_dir)["metrics"])
+            metrics = read_json(FINETUNE.outputs(fcfg)["metrics"])
         else:
             logger.info("cross-fit %s: reusing the finished fine-tuning in %s", name, fcfg.output_dir)
-        plans.append(FoldPlan(name, str(finetune_outputs(fcfg.output_dir)["model"]), list(group),
-                              list(fcfg.data.train_sessions), set().union(*(dialogues[s] for s in group))))
-        plans[-1].metrics = _brief(metrics)
+        plans.append(FoldPlan(name, str(FINETUNE.outputs(fcfg)["model"]), list(group),
+                              list(fcfg.data.train_sessions), set().union(*(dialogues[s] for s in group)),
+                              _brief(metrics)))
     full_metrics = Path(cfg.model).resolve().parent / "metrics.json"
     plans.append(FoldPlan("full", str(cfg.model), [], list(sessions["train"]), set(),
                           _brief(read_json(full_metrics)) if full_metrics.is_file() else None))

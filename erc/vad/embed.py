@@ -62,13 +62,12 @@ def encoder_fn(model: str, pooling: str, batch_size: int, context: tuple[int, in
 
 
 def _encode(cfg: EmbedConfig, model: str, texts, dialogue_ids, speakers, idx: np.ndarray) -> np.ndarray:
-    """Embeddings of the utterances ``idx`` by ``model``; inputs are built over whole dialogues, so an
-    utterance's context turns are read whatever encoder embeds them."""
+    """Embeddings of the utterances ``idx`` by ``model``. ``idx`` holds whole dialogues (an encoder owns
+    dialogues, not turns), so each utterance reads the same context turns as in a single-encoder run."""
     make_inputs, encode = encoder_fn(model, cfg.pooling, cfg.batch_size, (cfg.context_past, cfg.context_future),
                                      cfg.max_length)
-    inputs, pairs = make_inputs(texts, dialogue_ids, speakers)
-    inputs = [inputs[i] for i in idx]
-    pairs = [pairs[i] for i in idx] if pairs is not None else None
+    inputs, pairs = make_inputs([texts[i] for i in idx], [dialogue_ids[i] for i in idx],
+                                [speakers[i] for i in idx] if speakers is not None else None)
     chunk = max(cfg.batch_size, 16 * cfg.batch_size)
     parts = [np.asarray(encode(inputs[i:i + chunk], pairs[i:i + chunk] if pairs is not None else None),
                         dtype=np.float32)
