@@ -21,6 +21,7 @@ and the comparison run on the main process while the others wait.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 
 from erc.compare.stage import COMPARE
 from erc.core.cli import add_stage_command
-from erc.core.config import ConfigError, config_from_dict, save_config
+from erc.core.config import ConfigError, config_from_dict, merge_values, save_config
 from erc.core.io import atomic_write_text, write_json
 from erc.core.logs import setup_logging
 from erc.core.runs import (
@@ -95,13 +96,36 @@ class PipelineConfig:
     embed: dict = field(default_factory=dict, metadata={"cli": False, "help": "EmbedConfig fields"})
     train_graph: dict = field(default_factory=_graph_defaults, metadata={
         "cli": False, "help": "GraphTrainConfig fields"})
+    graph_variants: dict = field(default_factory=dict, metadata={
+        "cli": False, "help": "more train-graph runs on the same embeddings, each in train_graph_<name>/: "
+                              "name -> GraphTrainConfig fields that override the train_graph section "
+                              "(merged into it; e.g. text_timing: {data: {modalities: [text, timing]}})"})
     compare: dict = field(default_factory=_compare_defaults, metadata={
         "cli": False, "help": "CompareConfig fields"})
     train_hrg: dict = field(default_factory=dict, metadata={"cli": False, "help": "HRGTrainConfig fields"})
 
 
-def stage_dir(cfg: PipelineConfig, stage: str) -> Path:
-    return Path(cfg.output_dir) / stage.replace("-", "_")
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
+
+
+def stage_dir(cfg: PipelineConfig, stage: str, variant: str | None = None) -> Path:
+    """``output_dir/<stage>/``; a graph variant runs in ``output_dir/train_graph_<variant>/``."""
+    return Path(cfg.output_dir) / (stage.replace("-", "_") + (f"_{variant}" if variant else ""))
+
+
+def units(cfg: PipelineConfig) -> list[tuple[str, str | None]]:
+    """What runs, in order: ``(stage, variant)``; variant None is the stage's own section, and
+    train-graph is followed by one unit per entry of ``graph_variants``."""
+    out: list[tuple[str, str | None]] = []
+    for name in cfg.stages:
+        out.append((name, None))
+        if name == "train-graph":
+            out += [(name, v) for v in cfg.graph_variants]
+    return out
+
+
+def unit_label(stage: str, variant: str | None) -> str:
+    return stage if variant is None else f"{stage}[{variant}]"
 
 
 # ----- stage configs (the chaining is here, in one place) -------------------------------------
@@ -126,13 +150,21 @@ def embed_config(cfg: PipelineConfig):
     return config_from_dict(EMBED.config_class, values, "pipeline section 'embed'")
 
 
-def graph_config(cfg: PipelineConfig):
-    sec = cfg.train_graph
+def graph_config(cfg: PipelineConfig, variant: str | None = None):
+    """The train_graph section, or a ``graph_variants`` entry merged into it (its own folder)."""
+    sec, where = cfg.train_graph, "pipeline section 'train_graph'"
+    if variant is not None:
+        if variant not in cfg.graph_variants:
+            raise ConfigError(f"graph_variants: no variant {variant!r}; defined: {', '.join(cfg.graph_variants) or 'none'}")
+        over = cfg.graph_variants[variant] or {}
+        if not isinstance(over, dict):
+            raise ConfigError(f"graph_variants.{variant}: expected a mapping of train-graph fields, got {over!r}")
+        sec, where = merge_values(sec, over), f"pipeline section 'graph_variants.{variant}' (over 'train_graph')"
     values = {**sec, "data": {"synthetic_dialogues": cfg.synthetic_dialogues, **(sec.get("data") or {}),
                               "text_source": "embeddings",
                               "text_embeddings": str(EMBED.outputs(embed_config(cfg))["embeddings"])},
-              **TRAIN_GRAPH.place(stage_dir(cfg, "train-graph"))}
-    return config_from_dict(TRAIN_GRAPH.config_class, values, "pipeline section 'train_graph'")
+              **TRAIN_GRAPH.place(stage_dir(cfg, "train-graph", variant))}
+    return config_from_dict(TRAIN_GRAPH.config_class, values, where)
 
 
 def compare_config(cfg: PipelineConfig):
@@ -155,10 +187,27 @@ STAGE_CONFIGS = {"finetune": finetune_config, "embed": embed_config, "train-grap
                  "compare": compare_config, "train-hrg": hrg_config}
 
 
-def is_complete(cfg: PipelineConfig, stage: str, stage_cfg: Any = None) -> bool:
+def unit_config(cfg: PipelineConfig, stage: str, variant: str | None = None):
+    return graph_config(cfg, variant) if variant is not None else STAGE_CONFIGS[stage](cfg)
+
+
+def check_variants(cfg: PipelineConfig) -> None:
+    """Variant names make folder names; variants need the stage they vary."""
+    if not isinstance(cfg.graph_variants, dict):
+        raise ConfigError(f"graph_variants: expected a mapping name -> train-graph fields, got {cfg.graph_variants!r}")
+    for name in cfg.graph_variants:
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise ConfigError(f"graph_variants: variant name {name!r} is not a folder suffix "
+                              "(letters, digits and '_', starting with a letter or digit)")
+    if cfg.graph_variants and "train-graph" not in cfg.stages:
+        raise ConfigError(f"graph_variants ({', '.join(cfg.graph_variants)}) vary train-graph, which is not in "
+                          f"stages ({', '.join(cfg.stages)})")
+
+
+def is_complete(cfg: PipelineConfig, stage: str, stage_cfg: Any = None, variant: str | None = None) -> bool:
     """The stage's marker and every output it declares exist (identity is checked by :func:`plan`)."""
-    stage_cfg = stage_cfg if stage_cfg is not None else STAGE_CONFIGS[stage](cfg)
-    return (stage_dir(cfg, stage) / MARKER).is_file() and SPECS[stage].is_complete(stage_cfg)
+    stage_cfg = stage_cfg if stage_cfg is not None else unit_config(cfg, stage, variant)
+    return (stage_dir(cfg, stage, variant) / MARKER).is_file() and SPECS[stage].is_complete(stage_cfg)
 
 
 # ----- planning ---------------------------------------------------------------------------------
@@ -169,20 +218,27 @@ class StagePlan:
     config: Any
     action: str           # "skip" (complete, same identity), "run" (new or unfinished), "redo" (clear first)
     reason: str = ""
+    variant: str | None = None   # a graph_variants entry (train-graph only)
+
+    @property
+    def label(self) -> str:
+        return unit_label(self.name, self.variant)
 
 
 def plan(cfg: PipelineConfig, num_processes: int = 1) -> list[StagePlan]:
     """What each stage will do, decided before anything is written; raises RunMismatchError when a
     stage folder holds another config or other inputs (naming them, and the ways out)."""
+    check_variants(cfg)
     plans, redone, problems = [], set(), []
-    for name in cfg.stages:
-        spec, stage_cfg = SPECS[name], STAGE_CONFIGS[name](cfg)
-        folder = stage_dir(cfg, name)
+    for name, variant in units(cfg):
+        spec, stage_cfg = SPECS[name], unit_config(cfg, name, variant)
+        folder = stage_dir(cfg, name, variant)
         upstream = [u for u in USES[name] if u in redone]
         if name in cfg.force:
-            p = StagePlan(name, stage_cfg, "redo", "--force")
+            p = StagePlan(name, stage_cfg, "redo", "--force", variant)
         elif upstream:
-            p = StagePlan(name, stage_cfg, "redo", f"it reads the outputs of {', '.join(upstream)}, which is redone")
+            p = StagePlan(name, stage_cfg, "redo", f"it reads the outputs of {', '.join(upstream)}, which is redone",
+                          variant)
         else:
             try:
                 status = check_run_dir(folder, spec.identity(stage_cfg, num_processes), overwrite=False)
@@ -190,17 +246,18 @@ def plan(cfg: PipelineConfig, num_processes: int = 1) -> list[StagePlan]:
                 recorded = read_identity(folder)
                 changes = recorded.changes(spec.identity(stage_cfg, num_processes)) if recorded else \
                     ["its folder has files but no run.json"]
-                problems.append(f"{name} ({'; '.join(changes[:4])}{' ...' if len(changes) > 4 else ''})")
+                problems.append((name, f"{unit_label(name, variant)} "
+                                       f"({'; '.join(changes[:4])}{' ...' if len(changes) > 4 else ''})"))
                 continue
-            done = status == "same" and is_complete(cfg, name, stage_cfg)
-            p = StagePlan(name, stage_cfg, "skip" if done else "run")
+            done = status == "same" and is_complete(cfg, name, stage_cfg, variant)
+            p = StagePlan(name, stage_cfg, "skip" if done else "run", variant=variant)
         plans.append(p)
         if p.action != "skip":
             redone.add(name)
     if problems:
-        names = [pr.split(" ")[0] for pr in problems]
+        names = list(dict.fromkeys(name for name, _ in problems))
         raise RunMismatchError(
-            f"{cfg.output_dir} holds stages of another pipeline run: {'; '.join(problems)}.\n"
+            f"{cfg.output_dir} holds stages of another pipeline run: {'; '.join(text for _, text in problems)}.\n"
             f"Use --force {' '.join(names)} to redo them, --overwrite to clear {cfg.output_dir}, "
             "or choose a new --output-dir.")
     return plans
@@ -213,8 +270,8 @@ def _run_stage(cfg: PipelineConfig, p: StagePlan, state) -> None:
     if spec.main_process_only and not state.is_main_process:
         return
     if spec.main_process_only:   # stages without a harness: the pipeline records their identity
-        record_identity(stage_dir(cfg, p.name), spec.identity(p.config, state.num_processes))
-    kwargs = {"command": f"python cli.py pipeline (stage {p.name} of {cfg.output_dir})"} if spec.takes_command else {}
+        record_identity(stage_dir(cfg, p.name, p.variant), spec.identity(p.config, state.num_processes))
+    kwargs = {"command": f"python cli.py pipeline (stage {p.label} of {cfg.output_dir})"} if spec.takes_command else {}
     spec.run_function()(p.config, **kwargs)
 
 
@@ -225,9 +282,9 @@ def _prepare_folder(cfg: PipelineConfig, plans: list[StagePlan]) -> None:
         logger.info("--overwrite: clearing %s", out)
         clear_run_dir(out)
     for p in plans:
-        folder = stage_dir(cfg, p.name)
+        folder = stage_dir(cfg, p.name, p.variant)
         if p.action == "redo" and folder.exists():
-            logger.info("stage %s: redone (%s): removing %s", p.name, p.reason, folder)
+            logger.info("stage %s: redone (%s): removing %s", p.label, p.reason, folder)
             shutil.rmtree(folder)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -250,26 +307,31 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     if state.num_processes > 1 and "embed" in cfg.stages and embed_config(cfg).cross_fit:
         raise ConfigError("pipeline section 'embed': cross_fit fine-tunes its folds inside the embed stage, "
                           "which runs in one process; launch this pipeline with --num_processes 1")
-    plans = [StagePlan(n, STAGE_CONFIGS[n](cfg), "run") for n in cfg.stages] if cfg.overwrite else \
-        plan(cfg, state.num_processes)
+    if cfg.overwrite:
+        check_variants(cfg)
+        plans = [StagePlan(n, unit_config(cfg, n, v), "run", variant=v) for n, v in units(cfg)]
+    else:
+        plans = plan(cfg, state.num_processes)
     if state.is_main_process:
         _prepare_folder(cfg, plans)
     state.wait_for_everyone()
     timings: dict[str, float | str] = {}
     with pipeline_owns_process_group():
         for p in plans:
+            folder = stage_dir(cfg, p.name, p.variant)
             if p.action == "skip":
-                logger.info("stage %s: complete in %s (same config and inputs), skipped", p.name, stage_dir(cfg, p.name))
-                timings[p.name] = "skipped (complete)"
+                logger.info("stage %s: complete in %s (same config and inputs), skipped", p.label, folder)
+                timings[p.label] = "skipped (complete)"
                 continue
-            logger.info("stage %s: running into %s", p.name, stage_dir(cfg, p.name))
+            logger.info("stage %s: running into %s", p.label, folder)
             t0 = time.time()
             _run_stage(cfg, p, state)
             state.wait_for_everyone()
-            timings[p.name] = time.time() - t0
+            timings[p.label] = time.time() - t0
             if state.is_main_process:
-                write_json(stage_dir(cfg, p.name) / MARKER,
-                           {"stage": p.name, "seconds": timings[p.name],
+                write_json(folder / MARKER,
+                           {"stage": p.name, **({"variant": p.variant} if p.variant else {}),
+                            "seconds": timings[p.label],
                             "outputs": {k: str(v) for k, v in SPECS[p.name].outputs(p.config).items()}})
             state.wait_for_everyone()
     summary = out / "summary.md"
@@ -288,18 +350,49 @@ def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> st
     lines = [f"# Pipeline summary: `{out}`", "",
              f"Processes: {num_processes}. Stages: {', '.join(cfg.stages)}. Resolved config: [config.yaml](config.yaml).",
              "", "| stage | folder | wall time (s) |", "|---|---|---|"]
-    for stage in cfg.stages:
-        t = timings.get(stage, "-")
-        rel = stage_dir(cfg, stage).relative_to(out)
-        lines.append(f"| {stage} | [{rel}/]({rel}/) | {t if isinstance(t, str) else f'{t:.1f}'} |")
+    for stage, variant in units(cfg):
+        t = timings.get(unit_label(stage, variant), "-")
+        rel = stage_dir(cfg, stage, variant).relative_to(out)
+        lines.append(f"| {unit_label(stage, variant)} | [{rel}/]({rel}/) | {t if isinstance(t, str) else f'{t:.1f}'} |")
     lines.append("")
 
     def link(path: Path) -> str:
         return Path(path).relative_to(out).as_posix()
 
-    for stage in cfg.stages:
-        lines += SPECS[stage].summary(STAGE_CONFIGS[stage](cfg), link)
+    for stage, variant in units(cfg):
+        section = SPECS[stage].summary(unit_config(cfg, stage, variant), link)
+        if variant is not None and section and section[0].startswith("## "):
+            section = [f"{section[0]}: variant `{variant}`", *section[1:]]
+        lines += section
+    if "train-graph" in cfg.stages and cfg.graph_variants:
+        lines += _graph_runs_table(cfg, link)
     return "\n".join(lines) + "\n"
+
+
+def _graph_runs_table(cfg: PipelineConfig, link) -> list[str]:
+    """The train-graph section and its variants in one table (each at its own best validation epochs)."""
+    from erc.core.io import read_json
+    from erc.core.runs import format_cell
+
+    rows = []
+    for stage, variant in units(cfg):
+        if stage != "train-graph":
+            continue
+        results = TRAIN_GRAPH.outputs(graph_config(cfg, variant))["results"]
+        if not results.is_file():
+            continue
+        r = read_json(results)
+
+        def cell(key: str) -> str:
+            return f"{format_cell(r.get(key + '_mean'))} ± {format_cell(r.get(key + '_std'))}"
+        rows.append(f"| [{variant or 'train_graph'}]({link(results)}) | {', '.join(r.get('modalities', []))} | "
+                    f"{len(r.get('seeds', []))} | {cell('valid_weighted_f1')} | {cell('test_weighted_f1')} | "
+                    f"{cell('test_accuracy')} |")
+    if not rows:
+        return []
+    return ["## Graph runs side by side (test at each seed's best validation epoch)", "",
+            "| run | modalities | seeds | valid weighted F1 | test weighted F1 | test accuracy |",
+            "|---|---|---|---|---|---|", *rows, ""]
 
 
 def register(subparsers) -> None:

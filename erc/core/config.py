@@ -352,10 +352,11 @@ def config_from_flat(cls: type[T], values: dict | None = None, source: str = "co
     return config_from_dict(cls, nest_flat(cls, {**(values or {}), **kw}, source), source)
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge_values(base: dict, over: dict) -> dict:
+    """``over`` laid onto ``base``: nested sections are merged key by key, anything else replaced."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_values(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -377,7 +378,7 @@ def resolve_config(cls: type[T], args: argparse.Namespace | dict | None = None,
             given = {k: v for k, v in vars(args).items() if k in paths}
         else:
             given = dict(args)
-        values = _merge(values, nest_flat(cls, given, source))
+        values = merge_values(values, nest_flat(cls, given, source))
     return config_from_dict(cls, values, source)
 
 

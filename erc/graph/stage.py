@@ -16,7 +16,7 @@ from erc.graph.config import GraphTrainConfig
 TRAIN_GRAPH_IDENTITY = IdentityRule(
     ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints", "release_memory"}),
     inputs=("data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir", "cmerc.difficulty_file"))
-SUMMARY_KEYS = ("test_accuracy", "test_weighted_f1", "test_macro_f1", "test_ece", "test_ts_ece")
+SUMMARY_KEYS = ("test_accuracy", "test_weighted_f1", "test_macro_f1", "test_ece", "test_ts_ece", "valid_weighted_f1")
 
 
 def _summary(cfg: GraphTrainConfig, link: Callable[[Path], str]) -> list[str]:

@@ -289,5 +289,7 @@ def test_every_shipped_config_file_loads_into_its_config(project_root):
         if cls is PipelineConfig:
             for build in (finetune_config, embed_config, graph_config, compare_config):
                 build(cfg)
+            for variant in cfg.graph_variants:
+                graph_config(cfg, variant)
         loaded.append(path.name)
     assert len(loaded) == len(files) - 1 and "graph_iemocap4.yaml" in loaded

@@ -192,3 +192,68 @@ def test_cross_fit_under_several_processes_is_refused_before_anything_runs(tmp_p
     with pytest.raises(ConfigError, match="cross_fit .* --num_processes 1"):
         run_pipeline(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_graph_variants_train_in_their_own_folders_and_report_side_by_side(tmp_path, project_root):
+    """graph_variants: one more train-graph run per entry on the same embeddings, its section merged
+    over train_graph (text only here, beside the text + audio + visual default), each in
+    train_graph_<name>/ and in the summary; re-run skips them, a changed variant is named, --force
+    train-graph redoes every variant."""
+    out = tmp_path / "run"
+    variants = {"text_only": {"data": {"modalities": ["text"]}, "layers": [1]}}
+    body = {**TINY, "stages": ["finetune", "embed", "train-graph"], "output_dir": str(out), "graph_variants": variants}
+    cfg_path = tmp_path / "pipeline.yaml"
+    cfg_path.write_text(yaml.safe_dump(body))
+    _run(project_root, cfg_path)
+    base = json.loads((out / "train_graph" / "results.json").read_text())
+    text = json.loads((out / "train_graph_text_only" / "results.json").read_text())
+    assert base["modalities"] == ["text", "audio", "visual"] and text["modalities"] == ["text"]
+    for folder in ("train_graph", "train_graph_text_only"):
+        marker = json.loads((out / folder / MARKER).read_text())
+        assert marker["stage"] == "train-graph" and marker.get("variant") == ("text_only" if "text" in folder else None)
+    run_cfg = yaml.safe_load((out / "train_graph_text_only" / "config.yaml").read_text())
+    assert run_cfg["hidden_dim"] == TINY["train_graph"]["hidden_dim"] and run_cfg["layers"] == [1]   # merged
+    assert run_cfg["data"]["text_embeddings"] == str(out / "embed" / "embeddings.npz")
+    summary = (out / "summary.md").read_text()
+    assert "| train-graph[text_only] | [train_graph_text_only/](train_graph_text_only/) |" in summary
+    assert "(test at the best validation epoch): variant `text_only`" in summary
+    assert f"| test_weighted_f1 | {text['test_weighted_f1_mean']:.3f} |" in summary
+    assert f"| test_weighted_f1 | {base['test_weighted_f1_mean']:.3f} |" in summary
+    side = summary.split("## Graph runs side by side")[1]
+    assert (f"| [text_only](train_graph_text_only/results.json) | text | 1 | {text['valid_weighted_f1_mean']:.3f} ± "
+            f"{text['valid_weighted_f1_std']:.3f} | {text['test_weighted_f1_mean']:.3f} ± ") in side
+    assert "| [train_graph](train_graph/results.json) | text, audio, visual | 1 |" in side
+
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)}
+    log = _run(project_root, cfg_path)
+    assert "stage train-graph[text_only]: complete" in log
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)} == mtimes
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**body, "graph_variants": {"text_only": {**variants["text_only"], "lr": 0.5}}}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "cli.py", "pipeline", "--config", str(changed)], cwd=project_root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "train-graph[text_only] (lr" in proc.stderr and "--force train-graph" in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)} == mtimes
+
+    _run(project_root, cfg_path, "--force", "train-graph")
+    new = {p: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)}
+    assert new[out / "train_graph_text_only" / MARKER] != mtimes[out / "train_graph_text_only" / MARKER]
+    assert new[out / "train_graph" / MARKER] != mtimes[out / "train_graph" / MARKER]
+    assert new[out / "embed" / MARKER] == mtimes[out / "embed" / MARKER]
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"graph_variants": {"a/b": {}}}, "variant name 'a/b'"),
+    ({"stages": ["finetune", "embed"], "graph_variants": {"t": {}}}, "vary train-graph, which is not in stages"),
+    ({"graph_variants": {"t": {"hiden_dim": 8}}}, r"graph_variants.t.*hiden_dim"),
+    ({"graph_variants": {"t": [1]}}, "graph_variants.t: expected a mapping"),
+])
+def test_bad_graph_variants_are_refused_before_anything_is_written(tmp_path, body, match):
+    from erc.pipeline import plan
+
+    cfg = resolve_config(PipelineConfig, {**body, "output_dir": str(tmp_path / "run")})
+    with pytest.raises(ConfigError, match=match):
+        plan(cfg)
+    assert not (tmp_path / "run").exists()
