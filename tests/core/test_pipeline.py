@@ -66,6 +66,14 @@ def test_pipeline_end_to_end_then_skip_then_force(tmp_path, project_root):
     assert (out / "finetune" / "best_model").is_dir()
     summary = (out / "summary.md").read_text()
     assert "compare/report.html" in summary and "train_graph/results.json" in summary
+    report = json.loads((out / "compare" / "report.json").read_text())
+    emotion = report["emotion_metrics"]["iemocap4"]["settings"]
+    assert len(emotion) >= 3 and any("gold" in n for n in emotion)      # zero-shot, fine-tuned, gold
+    for name, entry in emotion.items():                                   # the forest figures, per setting
+        acc, wf1 = entry["summary"]["accuracy"], entry["summary"]["weighted_f1"]
+        r = (report["vad_metrics"].get(name) or {}).get("test", {}).get("valence_pearson")
+        assert (f"| {name} | {'-' if r is None else f'{r:.3f}'} | " in summary and
+                f"| {acc['mean']:.3f} ± {acc['std']:.3f} | {wf1['mean']:.3f} ± {wf1['std']:.3f} |" in summary), name
     graph = json.loads((out / "train_graph" / "results.json").read_text())
     assert f"| test_weighted_f1 | {graph['test_weighted_f1_mean']:.3f} |" in summary
     assert "report:" in log
