@@ -30,6 +30,11 @@ DESCRIPTION = ("Multi-seed runs side by side, and the one validation picks. RUN:
                "seed's best validation epoch, mean ± sample std, and the run's text features. The run with the "
                "best mean validation score is marked; the test split takes no part in the choice.")
 SEED_DIR = re.compile(r"seed_(\d+)")
+FINE_TUNED = "erc-vad"          # model_type of a fine-tuned V/A/D folder (erc.vad.model)
+IN_SAMPLE_MARK = " †"
+IN_SAMPLE_NOTE = ("† text features from a fine-tuned encoder, not cross-fitted: where its fine-tuning data shares "
+                  "dialogues with the run's validation split, validation favours it over out-of-sample features "
+                  "(`erc embed --cross-fit K`).")
 
 
 class NotARunError(ErcError, ValueError):
@@ -83,11 +88,13 @@ def text_features(run_config: dict) -> str:
             parts.append(f"cross-fit {emb_cfg['cross_fit']}")
         past, future = emb_cfg.get("context_past", 0) or 0, emb_cfg.get("context_future", 0) or 0
         model_cfg = Path(model) / "config.json"
-        if model_cfg.is_file():          # a fine-tuned V/A/D folder: its own saved context rule counts
-            saved = read_json(model_cfg)
+        saved = read_json(model_cfg) if model_cfg.is_file() else {}
+        if saved.get("model_type") == FINE_TUNED:      # its own saved context rule counts
             past, future = saved.get("context_past", past) or 0, saved.get("context_future", future) or 0
             if saved.get("emotion_loss_weight"):
                 parts.append("multi-task")
+            if not emb_cfg.get("cross_fit"):
+                parts[0] += IN_SAMPLE_MARK
         if past or future:
             parts.append(f"context {past}/{future}")
         return ", ".join(parts)
@@ -178,6 +185,8 @@ def render(rows: Sequence[RunResults], metric: str, metrics: Sequence[str]) -> s
         lines.append(f"Selected on validation {metric} (mean over seeds): **{chosen.name}**"
                      + (f", test {metrics[0]} {_cell(test)} ({len(chosen.values('test', metrics[0]))} seeds)."
                         if test is not None else "."))
+    if any(IN_SAMPLE_MARK in r.features for r in rows):
+        lines.append(IN_SAMPLE_NOTE)
     unfinished = [r.name for r in rows if not r.finished]
     if unfinished:
         lines.append(f"Still running (figures of the seeds finished so far): {', '.join(unfinished)}.")
