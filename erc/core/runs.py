@@ -154,17 +154,22 @@ class IdentityRule:
     ``ignore``: flat field names that do not change what the run computes (on top of
     :data:`COMMON_IGNORE`); ``inputs``: flat field names whose values are input files or
     folders (a list of paths is fine); ``extra(cfg, num_processes)``: derived fields
-    (e.g. the global batch size) that join the identity.
+    (e.g. the global batch size) that join the identity; ``added``: ``(flat name, default)``
+    of fields added after runs were recorded, left out while at that default, so that a run
+    recorded before the field existed is still the same run.
     """
 
     ignore: frozenset[str] = frozenset()
     inputs: tuple[str, ...] = ()
     extra: Callable[[Any, int], dict] | None = None
+    added: tuple[tuple[str, Any], ...] = ()
 
     def identity(self, stage: str, cfg: Any, num_processes: int = 1) -> RunIdentity:
         flat = flatten(config_dict(cfg))
         skip = COMMON_IGNORE | self.ignore
-        config = {k: v for k, v in flat.items() if k not in skip and k.split(".")[-1] not in skip}
+        at_default = {k for k, default in self.added if flat.get(k) == default}
+        config = {k: v for k, v in flat.items()
+                  if k not in skip and k.split(".")[-1] not in skip and k not in at_default}
         if self.extra is not None:
             config.update(self.extra(cfg, num_processes))
         inputs = {}

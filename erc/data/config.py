@@ -83,6 +83,7 @@ class DialogueDataConfig:
 
 DATA_FORMATS = ("auto", "synthetic", "iemocap", "emobank", "table")
 SPLIT_MODES = ("auto", "session", "column", "dialogue")
+LOSO_VALIDATION = ("session", "slice")
 
 
 def _h(text: str, **kw) -> dict:
@@ -114,8 +115,13 @@ class UtteranceDataConfig:
     valid_sessions: list[int] = field(default_factory=lambda: [4], metadata=_h("sessions for validation"))
     test_sessions: list[int] = field(default_factory=lambda: [5], metadata=_h("sessions for test"))
     leave_one_session_out: int = field(default=0, metadata=_h(
-        "if > 0: test on this session, validate on the previous one, train on the rest"))
-    valid_fraction: float = field(default=0.1, metadata=_h("dialogue split: fraction of dialogues for validation"))
+        "if > 0: test on this session, validate as loso_validation says, train on the rest"))
+    loso_validation: str = field(default="session", metadata=_h(
+        "leave-one-session-out validation: 'session' = the session before the test session; 'slice' = "
+        "valid_fraction of the other sessions' dialogues (seeded by the run's seed), training on the rest",
+        choices=LOSO_VALIDATION))
+    valid_fraction: float = field(default=0.1, metadata=_h(
+        "dialogue split and loso_validation 'slice': fraction of dialogues for validation"))
     test_fraction: float = field(default=0.1, metadata=_h("dialogue split: fraction of dialogues for test"))
     synthetic_dialogues: int = field(default=40, metadata=_h("synthetic corpus: number of dialogues"))
     synthetic_seed: int = field(default=0, metadata=_h("synthetic corpus: generator seed"))

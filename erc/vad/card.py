@@ -126,8 +126,13 @@ def finetune_card_info(cfg: Any, result: dict) -> dict:
     if mode == "session":
         if _pick(flat, "leave_one_session_out", default=0):
             k = _pick(flat, "leave_one_session_out")
-            split = (f"by session, leave-one-session-out: test session {k}, validation the session before it "
-                     "(the last one for session 1), training on the others")
+            if _pick(flat, "loso_validation", default="session") == "slice":
+                split = (f"by session, leave-one-session-out: test session {k}; validation "
+                         f"{_pick(flat, 'valid_fraction')} of the other sessions' dialogues (seeded), training on "
+                         "the rest of them")
+            else:
+                split = (f"by session, leave-one-session-out: test session {k}, validation the session before it "
+                         "(the last one for session 1), training on the others")
         else:
             split = (f"by session: train {_pick(flat, 'train_sessions')}, validation "
                      f"{_pick(flat, 'valid_sessions', 'val_sessions')}, test {_pick(flat, 'test_sessions')}")

@@ -95,6 +95,10 @@ def training_sessions(ft: FinetuneConfig) -> tuple[dict[str, list[int]], dict[in
     if mode != "session":
         raise ConfigError(f"field 'cross_fit': the fine-tuning of {ft.data.path} splits by {mode}; cross-fitting "
                           "holds out training sessions and needs a session split (IEMOCAP)")
+    if ft.data.leave_one_session_out and ft.data.loso_validation == "slice":
+        raise ConfigError("field 'cross_fit': the fine-tuning validates on a slice of its training sessions' "
+                          "dialogues; cross-fitting keeps a fine-tuning's validation sessions and needs whole ones "
+                          "(loso_validation: session, or train/valid/test sessions)")
     available = sorted(int(s) for s in df.loc[labeled_mask(df), "session"].unique())
     train, valid, test = session_sets(ft.data, available)
     rows = df.loc[masks["train"] & labeled_mask(df), ["session", "dialogue_id"]]

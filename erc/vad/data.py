@@ -23,8 +23,17 @@ def labeled_mask(df: pd.DataFrame) -> np.ndarray:
     return np.isfinite(df[list(VAD_COLUMNS)].to_numpy(dtype=np.float64)).all(axis=1)
 
 
+def validates_on_slice(cfg) -> bool:
+    """Leave-one-session-out whose validation is a slice of the other sessions' dialogues."""
+    return bool(cfg.leave_one_session_out) and cfg.loso_validation == "slice"
+
+
 def session_sets(cfg, available: list[int]) -> tuple[list[int], list[int], list[int]]:
-    """(train, valid, test) sessions; leave-one-session-out validates on the previous session."""
+    """(train, valid, test) sessions; leave-one-session-out validates on the previous session, or on a
+    slice of the training sessions' dialogues (then valid is [] and train is every other session)."""
+    if validates_on_slice(cfg):
+        test = session_lists_leave_one_out(available, cfg.leave_one_session_out)["test"]   # the session exists
+        return [s for s in available if s not in test], [], test
     if cfg.leave_one_session_out:
         lists = session_lists_leave_one_out(available, cfg.leave_one_session_out)
         return lists["train"], lists["valid"], lists["test"]
@@ -65,6 +74,15 @@ def assign_splits(df: pd.DataFrame, cfg, seed: int = 0, default_mode: str = "aut
         masks = split_rows(df["dialogue_id"], "session", sessions=df["session"].astype(int),
                            session_lists={"train": train, "valid": val, "test": test}, source=source,
                            allow_valid_test_overlap=True)
+        if validates_on_slice(cfg):      # validation: a seeded slice of the training sessions' dialogues
+            if cfg.valid_fraction <= 0:
+                raise ConfigError("field 'valid_fraction': loso_validation 'slice' needs a fraction > 0")
+            rows = np.flatnonzero(masks["train"])
+            carved = split_rows(df["dialogue_id"].iloc[rows], "dialogue", seed=seed, source=source,
+                                fractions={"valid": cfg.valid_fraction})["valid"]
+            masks["valid"] = np.zeros(len(df), dtype=bool)
+            masks["valid"][rows[carved]] = True
+            masks["train"] = masks["train"] & ~masks["valid"]
     elif mode == "column":
         if "split" not in df.columns:
             raise ConfigError("split 'column': the data has no split column (set --split-column)")

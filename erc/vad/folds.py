@@ -1,8 +1,9 @@
 """Leave-one-session-out V/A/D estimates: one fine-tuning run per held-out session, then mean +- std.
 
 ``erc finetune --folds 1 2 3 4`` runs :func:`erc.vad.train.run_finetune` once per session K with
-``data.leave_one_session_out = K`` (test = K, validation = the session before it, train = the
-rest; the held-out session is never seen in training or selection) into ``output_dir/fold_K``,
+``data.leave_one_session_out = K`` (test = K; validation = the session before it, or with
+``data.loso_validation = slice`` a seeded ``valid_fraction`` of the other sessions' dialogues;
+train = the rest; the held-out session is never seen in training or selection) into ``output_dir/fold_K``,
 each fold a complete run of its own (resumable, its own identity), and writes
 ``folds_summary.json`` and ``folds_summary.md``: each fold's sessions and test metrics, and the
 mean and sample std over folds.
@@ -42,8 +43,10 @@ def run_folds(cfg) -> dict:
         folds.append({"test_session": int(session), "sessions": res.get("sessions"),
                       "best_epoch": res["best_epoch"], "output_dir": res["output_dir"],
                       "test": {k: res["test"][k] for k in KEYS if k in res["test"]}})
+    selection = (f"selection on a {cfg.data.valid_fraction} slice of the other sessions' dialogues"
+                 if cfg.data.loso_validation == "slice" else "selection on the session before it")
     summary = {"folds": folds, "mean_std": summarize_seeds([f["test"] for f in folds], KEYS),
-               "note": "test = the held-out session of each fold; selection on the session before it"}
+               "note": f"test = the held-out session of each fold; {selection}"}
     out = Path(cfg.output_dir)
     write_json(out / "folds_summary.json", summary)
     atomic_write_text(out / "folds_summary.md", format_folds(summary))

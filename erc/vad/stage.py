@@ -23,7 +23,7 @@ def _global_batch(cfg: FinetuneConfig, num_processes: int) -> dict:
 # so 1 process x 16 and 2 x 8 are the same run; checkpointing and stop settings do not change results.
 FINETUNE_IDENTITY = IdentityRule(
     ignore=frozenset({"batch_size", "checkpointing_steps", "keep_checkpoints", "stop_after_steps"}),
-    inputs=("data.path", "model"), extra=_global_batch)
+    inputs=("data.path", "model"), extra=_global_batch, added=(("data.loso_validation", "session"),))
 EMBED_IDENTITY = IdentityRule(inputs=("path", "model"))
 
 

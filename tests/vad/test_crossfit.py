@@ -129,3 +129,9 @@ def test_cross_fit_needs_a_session_split(tmp_path, finetuned):
     with pytest.raises(ConfigError, match="splits by dialogue; cross-fitting .* needs a session split"):
         _embed(tmp_path / "e" / "emb.npz", run / "best_model", cross_fit=2)
     assert not (tmp_path / "e").exists()
+    # a leave-one-session-out fine-tuning that validates on a slice has no whole validation session to keep
+    cfg["data"].update(split="session", leave_one_session_out=4, loso_validation="slice")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="validates on a slice .* needs whole ones"):
+        _embed(tmp_path / "e" / "emb.npz", run / "best_model", cross_fit=2)
+    assert not (tmp_path / "e").exists()

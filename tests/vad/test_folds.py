@@ -58,3 +58,71 @@ def test_a_session_without_labels_is_never_a_fold_split():
     assert sorted(set(df.loc[masks["validation"], "session"])) == [4]
     assert sorted(set(df.loc[masks["test"], "session"])) == [1]
     assert sorted(set(df.loc[masks["train"], "session"])) == [2, 3]
+
+
+def _release_like_frame(sessions=range(1, 6), dialogues=10, unlabeled=(5,)):
+    import numpy as np
+    import pandas as pd
+
+    rows = [{"utterance_id": f"u{s}_{d}_{i}", "dialogue_id": f"Ses0{s}_d{d}", "session": s, "text": "t",
+             "valence": np.nan if s in unlabeled else 3.0, "arousal": 3.0, "dominance": 3.0}
+            for s in sessions for d in range(dialogues) for i in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_slice_validation_takes_a_seeded_fraction_of_the_other_sessions_dialogues():
+    """loso_validation 'slice' (the issue's "train on three, select on a slice of them"): test = session K,
+    validation = round(valid_fraction x n) whole dialogues of the other labeled sessions, train = the rest
+    of them; the same seed gives the same slice, another seed another one."""
+    from erc.data.config import UtteranceDataConfig
+    from erc.data.splits import carve_count
+    from erc.vad.data import assign_splits, session_sets
+
+    df = _release_like_frame()
+    cfg = UtteranceDataConfig(split="session", leave_one_session_out=2, loso_validation="slice", valid_fraction=0.2)
+    masks, mode = assign_splits(df, cfg, seed=7)
+    dlg = {name: set(df.loc[m, "dialogue_id"]) for name, m in masks.items()}
+    assert mode == "session" and sorted(set(df.loc[masks["test"], "session"])) == [2]
+    assert len(dlg["validation"]) == carve_count(0.2, 30) == 6                      # 3 sessions x 10 dialogues
+    assert sorted(set(df.loc[masks["validation"] | masks["train"], "session"])) == [1, 3, 4]  # 5: unlabeled
+    assert not dlg["validation"] & dlg["train"] and not (dlg["validation"] | dlg["train"]) & dlg["test"]
+    assert len(dlg["train"]) == 24 and (masks["train"] | masks["validation"]).sum() == 90
+    assert session_sets(cfg, [1, 2, 3, 4]) == ([1, 3, 4], [], [2])
+    again, _ = assign_splits(df, cfg, seed=7)
+    other, _ = assign_splits(df, cfg, seed=8)
+    assert (again["validation"] == masks["validation"]).all()
+    assert set(df.loc[other["validation"], "dialogue_id"]) != dlg["validation"]
+    # the default keeps the session before the test session
+    plain, _ = assign_splits(df, UtteranceDataConfig(split="session", leave_one_session_out=2), seed=7)
+    assert sorted(set(df.loc[plain["validation"], "session"])) == [1]
+
+
+def test_folds_with_slice_validation_train_on_every_other_session(tmp_path, tiny_encoder_dir):
+    from erc.core.config import config_from_flat
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.train import run_finetune
+
+    out = tmp_path / "loso_slice"
+    summary = run_finetune(config_from_flat(FinetuneConfig, path="synthetic", synthetic_dialogues=20, epochs=1,
+                                            lr=3.0e-3, num_threads=1, plots=False, model=str(tiny_encoder_dir),
+                                            folds=[2, 3], loso_validation="slice", valid_fraction=0.25,
+                                            output_dir=str(out)))
+    for k in (2, 3):
+        s = json.loads((out / f"fold_{k}" / "metrics.json").read_text())["sessions"]
+        others = [x for x in (1, 2, 3, 4, 5) if x != k]
+        assert s["test"] == [k] and s["train"] == others and set(s["validation"]) <= set(others)
+    assert "slice of the other sessions' dialogues" in summary["note"]
+    card = (out / "fold_2" / "best_model" / "README.md").read_text()
+    assert "validation 0.25 of the other sessions' dialogues" in card
+
+
+def test_the_new_loso_field_at_its_default_keeps_the_identity_of_runs_recorded_before_it():
+    from erc.core.config import config_from_flat
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.stage import FINETUNE_IDENTITY
+
+    plain = FINETUNE_IDENTITY.identity("finetune", config_from_flat(FinetuneConfig, path="synthetic"))
+    assert "data.loso_validation" not in plain.config and "data.leave_one_session_out" in plain.config
+    sliced = FINETUNE_IDENTITY.identity("finetune", config_from_flat(FinetuneConfig, path="synthetic",
+                                                                     loso_validation="slice"))
+    assert sliced.config["data.loso_validation"] == "slice" and sliced.fingerprint != plain.fingerprint
