@@ -370,29 +370,18 @@ def render_summary(cfg: PipelineConfig, timings: dict, num_processes: int) -> st
 
 
 def _graph_runs_table(cfg: PipelineConfig, link) -> list[str]:
-    """The train-graph section and its variants in one table (each at its own best validation epochs)."""
-    from erc.core.io import read_json
-    from erc.core.runs import format_cell
+    """The train-graph section and its variants in one ``erc results`` table, and the one validation picks."""
+    from erc.core.results import read_run, render
 
     rows = []
     for stage, variant in units(cfg):
-        if stage != "train-graph":
-            continue
-        results = TRAIN_GRAPH.outputs(graph_config(cfg, variant))["results"]
-        if not results.is_file():
-            continue
-        r = read_json(results)
-
-        def cell(key: str) -> str:
-            return f"{format_cell(r.get(key + '_mean'))} ± {format_cell(r.get(key + '_std'))}"
-        rows.append(f"| [{variant or 'train_graph'}]({link(results)}) | {', '.join(r.get('modalities', []))} | "
-                    f"{len(r.get('seeds', []))} | {cell('valid_weighted_f1')} | {cell('test_weighted_f1')} | "
-                    f"{cell('test_accuracy')} |")
+        folder = Path(graph_config(cfg, variant).output_dir) if stage == "train-graph" else None
+        if folder is not None and TRAIN_GRAPH.outputs(graph_config(cfg, variant))["results"].is_file():
+            rows.append(read_run(folder, f"[{variant or 'train_graph'}]({link(folder)}/)"))
     if not rows:
         return []
     return ["## Graph runs side by side (test at each seed's best validation epoch)", "",
-            "| run | modalities | seeds | valid weighted F1 | test weighted F1 | test accuracy |",
-            "|---|---|---|---|---|---|", *rows, ""]
+            *render(rows, "weighted_f1", ["weighted_f1", "accuracy"]).splitlines(), ""]
 
 
 def register(subparsers) -> None:

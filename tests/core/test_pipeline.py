@@ -228,9 +228,18 @@ def test_graph_variants_train_in_their_own_folders_and_report_side_by_side(tmp_p
     assert f"| test_weighted_f1 | {text['test_weighted_f1_mean']:.3f} |" in summary
     assert f"| test_weighted_f1 | {base['test_weighted_f1_mean']:.3f} |" in summary
     side = summary.split("## Graph runs side by side")[1]
-    assert (f"| [text_only](train_graph_text_only/results.json) | text | 1 | {text['valid_weighted_f1_mean']:.3f} ± "
-            f"{text['valid_weighted_f1_std']:.3f} | {text['test_weighted_f1_mean']:.3f} ± ") in side
-    assert "| [train_graph](train_graph/results.json) | text, audio, visual | 1 |" in side
+    rows = {line.split(" | ")[0]: line for line in side.splitlines() if line.startswith("| ") and "](" in line}
+    picked = "text_only" if text["valid_weighted_f1_mean"] > base["valid_weighted_f1_mean"] else "train_graph"
+    for name, folder, mods, r in (("text_only", "train_graph_text_only", "text", text),
+                                  ("train_graph", "train_graph", "text, audio, visual", base)):
+        link = f"[{name}]({folder}/)"
+        key = f"| **{link}** (selected)" if name == picked else f"| {link}"
+        assert rows[key].endswith(
+            f" | synthetic | {mods} | finetune/best_model † | 1 | {r['per_seed'][0]['best_epoch']} | "
+            f"{r['valid_weighted_f1_mean']:.3f} ± 0.000 | {r['test_weighted_f1_mean']:.3f} ± 0.000 | "
+            f"{r['test_accuracy_mean']:.3f} ± 0.000 |"), rows
+    picked_link = "[text_only](train_graph_text_only/)" if picked == "text_only" else "[train_graph](train_graph/)"
+    assert f"Selected on validation weighted_f1 (mean over seeds): **{picked_link}**" in side
 
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/" + MARKER)}
     log = _run(project_root, cfg_path)
