@@ -82,8 +82,11 @@ def text_features(run_config: dict) -> str:
         if not emb_cfg:
             return Path(emb).name
         model = str(emb_cfg.get("model", "?"))
-        parts = [Path(model).parent.name + "/" + Path(model).name if Path(model).name == "best_model" else
-                 Path(model).name or model]
+        # a fine-tuned folder is named by its run (``RUN/best_model``, or ``PIPELINE/finetune/best_model``)
+        path = Path(model)
+        depth = 3 if path.name == "best_model" and path.parent.name == "finetune" else \
+            2 if path.name == "best_model" else 1
+        parts = ["/".join(path.parts[-depth:]) or model]
         if emb_cfg.get("cross_fit"):
             parts.append(f"cross-fit {emb_cfg['cross_fit']}")
         past, future = emb_cfg.get("context_past", 0) or 0, emb_cfg.get("context_future", 0) or 0

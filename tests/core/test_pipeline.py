@@ -235,7 +235,7 @@ def test_graph_variants_train_in_their_own_folders_and_report_side_by_side(tmp_p
         link = f"[{name}]({folder}/)"
         key = f"| **{link}** (selected)" if name == picked else f"| {link}"
         assert rows[key].endswith(
-            f" | synthetic | {mods} | finetune/best_model † | 1 | {r['per_seed'][0]['best_epoch']} | "
+            f" | synthetic | {mods} | run/finetune/best_model † | 1 | {r['per_seed'][0]['best_epoch']} | "
             f"{r['valid_weighted_f1_mean']:.3f} ± 0.000 | {r['test_weighted_f1_mean']:.3f} ± 0.000 | "
             f"{r['test_accuracy_mean']:.3f} ± 0.000 |"), rows
     picked_link = "[text_only](train_graph_text_only/)" if picked == "text_only" else "[train_graph](train_graph/)"

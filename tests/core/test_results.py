@@ -81,16 +81,16 @@ def test_pipeline_folder_gives_a_row_per_graph_run_and_text_features_name_the_en
     _run(pipe / "train_graph_text_timing", [_seed(0, 0.7, 0.5)], data={"text_embeddings": str(emb)})
     rows = expand(f"full={pipe}")
     assert [r.name for r in rows] == ["full/train_graph", "full/train_graph_text_timing"]
-    assert rows[0].features == "finetune/best_model, cross-fit 2, multi-task, context 1/0"
+    assert rows[0].features == "pipe/finetune/best_model, cross-fit 2, multi-task, context 1/0"
     assert "†" not in render(rows, "weighted_f1", ["weighted_f1"])
     # the same encoder without cross-fitting: its validation may be in-sample, and the table says so
     (Path(str(emb) + ".config.yaml")).write_text(yaml.safe_dump({"model": str(model)}))
     plain = expand(str(pipe))
-    assert plain[0].features == "finetune/best_model †, multi-task, context 1/0"
+    assert plain[0].features == "pipe/finetune/best_model †, multi-task, context 1/0"
     assert "† text features from a fine-tuned encoder, not cross-fitted" in render(plain, "weighted_f1", ["weighted_f1"])
     # a plain encoder folder (not erc-vad) is neither multi-task nor in-sample
     (model / "config.json").write_text(json.dumps({"model_type": "bert", "emotion_loss_weight": 1.0}))
-    assert expand(str(pipe))[0].features == "finetune/best_model"
+    assert expand(str(pipe))[0].features == "pipe/finetune/best_model"
     assert text_features({"data": {"text_source": "hash"}}) == "hash"
     assert text_features({"backbone": "/m/t5-base", "data": {}}) == "t5-base"
 
