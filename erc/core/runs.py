@@ -17,6 +17,7 @@ Each stage says what its identity is with an :class:`IdentityRule`.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import hashlib
 import json
 import math
@@ -93,11 +94,16 @@ def path_fingerprint(value: Any) -> dict | None:
     return {"kind": "folder", "files": n, "size": total, "digest": h.hexdigest()[:16]}
 
 
-def _describe(fp: dict | None) -> str:
+def _describe(fp: dict | None, times: bool = False) -> str:
     if fp is None:
         return "absent"
     if fp["kind"] == "file":
+        if times and "mtime_ns" in fp:
+            stamp = _dt.datetime.fromtimestamp(fp["mtime_ns"] / 1e9, _dt.timezone.utc)
+            return f"{fp['size']} bytes modified {stamp:%Y-%m-%d %H:%M:%S} UTC"
         return f"{fp['size']} bytes"
+    if times:
+        return f"{fp['files']} files, {fp['size']} bytes, listing digest {fp.get('digest', '?')} (sizes and times)"
     return f"{fp['files']} files, {fp['size']} bytes"
 
 
@@ -137,8 +143,10 @@ class RunIdentity:
         for k in sorted(set(self.inputs) | set(other.inputs)):
             a, b = self.inputs.get(k) or {}, other.inputs.get(k) or {}
             if a.get("path") == b.get("path") and a.get("fingerprint") != b.get("fingerprint"):
-                out.append(f"{k} {b.get('path')} changed ({_describe(a.get('fingerprint'))} then, "
-                           f"{_describe(b.get('fingerprint'))} now)")
+                then, now = _describe(a.get("fingerprint")), _describe(b.get("fingerprint"))
+                if then == now:        # same size: the modification time (a copy, a checkout, a touch) differs
+                    then, now = _describe(a.get("fingerprint"), times=True), _describe(b.get("fingerprint"), times=True)
+                out.append(f"{k} {b.get('path')} changed ({then} then, {now} now)")
         return out
 
     def changes(self, other: "RunIdentity") -> list[str]:

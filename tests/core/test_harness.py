@@ -128,12 +128,18 @@ def test_changed_input_file_is_named_and_overwrite_clears(tmp_path, uninterrupte
     data.write_text("1 2 3 4 5\n")                         # same path, other content
     with pytest.raises(RunMismatchError, match=r"data .*data\.txt changed \(6 bytes then, 10 bytes now\)"):
         toy_train(_cfg(tmp_path, "run"), epochs=3)
+    # same size, another modification time (a copy or a checkout): the message says what differs
+    data.write_text("1 2 3\n")
+    os.utime(data, ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    with pytest.raises(RunMismatchError, match=r"data\.txt changed \(6 bytes modified .* UTC then, "
+                                               r"6 bytes modified 2023-11-14 22:13:20 UTC now\)"):
+        toy_train(_cfg(tmp_path, "run"), epochs=3)
     (tmp_path / "run" / "stale.txt").write_text("from the old run")
     res = toy_train(_cfg(tmp_path, "run", overwrite=True), epochs=3)
     assert res["resumed_from"] is None and res["losses"] == uninterrupted["losses"]
     assert not (tmp_path / "run" / "stale.txt").exists()    # --overwrite cleared the folder
     rec = json.loads((tmp_path / "run" / IDENTITY_FILE).read_text())
-    assert rec["inputs"]["data"]["fingerprint"]["size"] == 10
+    assert rec["inputs"]["data"]["fingerprint"]["size"] == 6        # the file as it is now
 
 
 def test_foreign_folder_is_never_cleared(tmp_path):
