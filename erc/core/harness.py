@@ -362,6 +362,22 @@ class Checkpoints:
         load_training_state(self.accelerator, c.path)
         return read_json(c.path / TRAINER_STATE)
 
+    def start(self, resume: str, allow_config_change: bool = False) -> tuple[dict, Path] | None:
+        """Apply a run's ``resume`` setting; ``(trainer_state, path)`` to continue from, or None to start fresh.
+
+        ``never``: start fresh, removing earlier checkpoints of this run; ``auto``: the newest
+        complete checkpoint if there is one; ``latest``: the same, an error if there is none;
+        anything else: that checkpoint folder.
+        """
+        if resume == "never":
+            if self.clear():
+                logger.info("resume never: earlier checkpoints under %s removed; starting from scratch", self.dir)
+            return None
+        got = self.resume("latest" if resume in ("auto", "latest") else resume, allow_config_change)
+        if got is None and resume == "latest":
+            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {self.dir}")
+        return got
+
     def resume(self, which: str = "latest", allow_config_change: bool = False) -> tuple[dict, Path] | None:
         """Load a checkpoint; returns ``(trainer_state, path)`` or None when there is nothing to resume.
 

@@ -30,7 +30,7 @@ import torch
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from erc.core.config import ConfigError, save_config
+from erc.core.config import save_config
 from erc.core.harness import Checkpoints, Run, release_free_heap, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.runs import seed_run_outputs, select_best, summarize_seeds
@@ -197,15 +197,8 @@ def _save_best_model(run_dir: Path, best_dir: Path, cfg: GraphTrainConfig, split
 def _start_state(cfg: GraphTrainConfig, ckpts: Checkpoints, parts: SeedParts, seed: int) -> dict[str, Any]:
     """The trainer state to continue from (``resume``: auto / latest / a folder), or a fresh one (never)."""
     state: dict[str, Any] = {"epoch": -1, "history": [], "best_epoch": None, "best_valid": None, "test": None}
-    if cfg.resume == "never":
-        if ckpts.clear():
-            logger.info("seed %d: --resume never: earlier checkpoints of this run removed", seed)
-        return state
-    which = "latest" if cfg.resume in ("auto", "latest") else cfg.resume
-    got = ckpts.resume(which, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
+    got = ckpts.start(cfg.resume, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
     if got is None:
-        if cfg.resume == "latest":
-            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {ckpts.dir}")
         return state
     state, path = got
     if parts.curriculum is not None and state.get("curriculum"):

@@ -27,7 +27,7 @@ import torch
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 
 from erc.core.calibration import CALIBRATION_KEYS, calibration_metrics
-from erc.core.config import ConfigError, save_config
+from erc.core.config import save_config
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import atomic_replace_dir, atomic_write_text, write_csv, write_json
 from erc.core.metrics import classification_metrics
@@ -205,15 +205,8 @@ def _start_state(cfg: HRGTrainConfig, ckpts: Checkpoints, seed: int) -> dict[str
     """The trainer state to continue from (``resume``: auto / latest / a folder), or a fresh one (never)."""
     state: dict[str, Any] = {"epoch": -1, "step": 0, "history": [], "best_epoch": None, "best_valid": None,
                              "test": None}
-    if cfg.resume == "never":
-        if ckpts.clear():
-            logger.info("seed %d: --resume never: earlier checkpoints of this run removed", seed)
-        return state
-    got = ckpts.resume("latest" if cfg.resume in ("auto", "latest") else cfg.resume,
-                       allow_config_change=cfg.allow_config_change)
+    got = ckpts.start(cfg.resume, allow_config_change=cfg.allow_config_change)
     if got is None:
-        if cfg.resume == "latest":
-            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {ckpts.dir}")
         return state
     state, path = got
     logger.info("seed %d: resumed from %s after epoch %d", seed, path, state["epoch"])

@@ -293,15 +293,8 @@ def _resume(cfg, ckpts: Checkpoints, accelerator) -> TrainerState:
     """
     state = TrainerState()
     state.num_processes = accelerator.num_processes
-    if cfg.resume == "never":
-        if ckpts.clear():
-            logger.info("starting from scratch: earlier checkpoints of this run removed (resume with --resume auto)")
-        return state
-    which = "latest" if cfg.resume in ("auto", "latest") else cfg.resume
-    got = ckpts.resume(which, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
+    got = ckpts.start(cfg.resume, allow_config_change=bool(getattr(cfg, "allow_config_change", False)))
     if got is None:
-        if cfg.resume == "latest":
-            raise ConfigError(f"field 'resume': latest: no complete checkpoint under {ckpts.dir}")
         return state
     saved, path = got
     state.load_state_dict(saved)

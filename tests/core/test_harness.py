@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import pickle_files
+from erc.core.config import ConfigError
 from erc.core.harness import MANIFEST, start_run
 from erc.core.runs import (
     IDENTITY_FILE,
@@ -40,14 +41,14 @@ X = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 2.0], [3.0, 1.0, -1.0], [0.5, 0.5
 Y = torch.tensor([[1.0], [-1.0], [2.0], [0.0]])
 
 
-def toy_train(cfg: ToyConfig, epochs: int, allow_config_change: bool = False) -> dict:
+def toy_train(cfg: ToyConfig, epochs: int, allow_config_change: bool = False, resume: str = "auto") -> dict:
     """A tiny regression whose every epoch draws noise from the global RNG (so RNG state must resume too)."""
     run = start_run(cfg, "toy", RULE)
     model = torch.nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     model, opt = run.accelerator.prepare(model, opt)
     ckpts = run.checkpoints(Path(cfg.output_dir) / "checkpoints", keep=2)
-    got = ckpts.resume("latest", allow_config_change=allow_config_change)
+    got = ckpts.start(resume, allow_config_change=allow_config_change)
     state = got[0] if got else {"epoch": 0, "losses": []}
     for epoch in range(state["epoch"], epochs):
         loss = ((model(X + 0.1 * torch.randn_like(X)) - Y) ** 2).mean()
@@ -195,6 +196,22 @@ def test_truncated_checkpoint_is_named_and_the_previous_one_used(tmp_path, unint
     assert any(str(bad) in w and "truncated" in w for w in warning), warning
     assert res["resumed_from"].endswith("epoch_1")
     assert res["losses"] == uninterrupted["losses"] and torch.equal(res["weight"], uninterrupted["weight"])
+
+
+def test_resume_setting_never_latest_and_a_folder(tmp_path, uninterrupted, caplog):
+    cfg = _cfg(tmp_path, "r")
+    with pytest.raises(ConfigError, match=r"field 'resume': latest: no complete checkpoint under .*r/checkpoints"):
+        toy_train(cfg, epochs=3, resume="latest")             # nothing to resume: an error, not a fresh start
+    toy_train(cfg, epochs=2)
+    ckpt = tmp_path / "r" / "checkpoints"
+    res = toy_train(cfg, epochs=3, resume=str(ckpt / "epoch_1"))   # an older checkpoint, by folder
+    assert res["resumed_from"] == str(ckpt / "epoch_1")
+    assert res["losses"] == uninterrupted["losses"] and torch.equal(res["weight"], uninterrupted["weight"])
+    with caplog.at_level(logging.INFO):
+        fresh = toy_train(cfg, epochs=1, resume="never")      # earlier checkpoints go, training restarts
+    assert "earlier checkpoints under" in caplog.text and fresh["resumed_from"] is None
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch_1"]
+    assert fresh["losses"] == uninterrupted["losses"][:1]
 
 
 def test_resume_refuses_a_checkpoint_of_another_config_unless_told(tmp_path, uninterrupted):
