@@ -18,7 +18,8 @@ from erc.data.registry import CLASS_SETS, DATASETS
 from erc.encoders import POOLINGS
 
 #: Validation metrics (columns ``val_<name>`` of train_log.csv) that can pick the best epoch.
-SELECTION_METRICS = ("ccc", "pearson", "loss", "mse", "rmse", "mae")
+SELECTION_METRICS = ("ccc", "pearson", "loss", "mse", "rmse", "mae",
+                     "emotion_weighted_f1", "emotion_accuracy", "emotion_macro_f1")   # emotion_*: the multi-task head
 
 
 def _h(text: str, **kw) -> dict:
@@ -87,6 +88,9 @@ class FinetuneConfig:
                 raise ConfigError(f"field '{name}': expected >= 1, got {getattr(self, name)}")
         if self.emotion_loss_weight < 0:
             raise ConfigError(f"field 'emotion_loss_weight': expected >= 0, got {self.emotion_loss_weight}")
+        if self.selection_metric.startswith("emotion_") and self.emotion_loss_weight <= 0:
+            raise ConfigError(f"field 'selection_metric': {self.selection_metric} scores the emotion head, which "
+                              "needs emotion_loss_weight > 0")
         for name in ("context_past", "context_future"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"field '{name}': expected >= 0 turns, got {getattr(self, name)}")

@@ -46,6 +46,10 @@ def _finetune_summary(cfg: FinetuneConfig, link: Callable[[Path], str]) -> list[
     for d in VAD_DIMS:
         lines.append(f"| {d} | {format_cell(test.get(f'{d}_pearson'))} | {format_cell(test.get(f'{d}_ccc'))} | "
                      f"{format_cell(test.get(f'{d}_rmse'))} |")
+    if "n_emotion" in test:     # multi-task: the emotion head beside V/A/D
+        lines += ["", f"Emotion head ({cfg.emotion_classes}, {test['n_emotion']} test utterances in its class set): "
+                      f"accuracy {format_cell(test.get('emotion_accuracy'))}, weighted F1 "
+                      f"{format_cell(test.get('emotion_weighted_f1'))}, macro F1 {format_cell(test.get('emotion_macro_f1'))}."]
     lines += ["", f"Files: [metrics.json]({link(out['metrics'])}), [train_log.csv]({link(out['log'])}), "
                   f"[plots/]({link(out['plots'])}/), model [best_model/]({link(out['model'])}/).", ""]
     return lines

@@ -33,7 +33,7 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 from erc.core.config import ConfigError
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import write_csv, write_json
-from erc.core.metrics import regression_metrics
+from erc.core.metrics import classification_metrics, regression_metrics
 from erc.core.runs import select_best
 from erc.data.context import frame_context
 from erc.data.registry import CLASS_SETS, VAD_NAMES, ClassSet
@@ -48,8 +48,10 @@ logger = logging.getLogger(__name__)
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_mse", "val_rmse", "val_mae"] + \
     [f"val_{d}_pearson" for d in VAD_NAMES] + [f"val_{d}_ccc" for d in VAD_NAMES] + \
     ["val_pearson", "val_ccc", "n_val", "lr", "epoch_seconds"]
+# the multi-task emotion head's scores (utterances whose emotion is in the head's class set), when it has one
+EMOTION_METRICS = ("emotion_accuracy", "emotion_weighted_f1", "emotion_macro_f1")
 HIGHER_IS_BETTER = {"val_ccc": True, "val_pearson": True, "val_loss": False, "val_mse": False,
-                    "val_rmse": False, "val_mae": False}
+                    "val_rmse": False, "val_mae": False, **{f"val_{m}": True for m in EMOTION_METRICS}}
 
 
 
@@ -188,26 +190,50 @@ def _model_inputs(batch) -> dict:
 
 
 def evaluate(model, loader, accelerator) -> dict:
-    """Metrics over the whole split, each example once (``gather_for_metrics``)."""
+    """Metrics over the whole split, each example once (``gather_for_metrics``).
+
+    With an emotion head, ``emotion_accuracy`` / ``emotion_weighted_f1`` / ``emotion_macro_f1`` over the
+    utterances whose emotion is in the head's class set (``n_emotion`` of them) join the V/A/D metrics.
+    """
     model.eval()
-    preds, trues, idxs = [], [], []
+    raw = accelerator.unwrap_model(model)
+    with_emotion = raw.emotion_head is not None
+    preds, trues, idxs, emo_pred, emo_true = [], [], [], [], []
     with torch.no_grad():
         for batch in loader:
             out = model(**_model_inputs(batch))
-            p, t, i = accelerator.gather_for_metrics((out["vad"].float(), batch["labels"].float(), batch["idx"]))
-            preds.append(p.cpu())
-            trues.append(t.cpu())
-            idxs.append(i.cpu())
+            parts = (out["vad"].float(), batch["labels"].float(), batch["idx"])
+            if with_emotion:
+                parts += (out["emotion_logits"].argmax(-1), batch["emotion_id"])
+            got = [g.cpu() for g in accelerator.gather_for_metrics(parts)]
+            preds.append(got[0])
+            trues.append(got[1])
+            idxs.append(got[2])
+            if with_emotion:
+                emo_pred.append(got[3])
+                emo_true.append(got[4])
     pred = torch.cat(preds).numpy().astype(np.float64)
     true = torch.cat(trues).numpy().astype(np.float64)
     idx = torch.cat(idxs).numpy()
-    raw = accelerator.unwrap_model(model)
     std = raw.scaler_std.cpu().double().numpy()
     metrics = regression_metrics(pred, true, VAD_NAMES)
-    metrics["loss"] = float((((pred - true) / std) ** 2).mean())  # the training loss, on this split
+    metrics["loss"] = float((((pred - true) / std) ** 2).mean())  # the V/A/D training loss, on this split
     metrics["n"] = int(len(pred))
+    if with_emotion:
+        metrics.update(_emotion_scores(torch.cat(emo_true).numpy(), torch.cat(emo_pred).numpy(),
+                                       raw.config.emotion_labels))
     order = np.argsort(idx, kind="stable")
     return {"metrics": metrics, "pred": pred[order], "true": true[order], "idx": idx[order]}
+
+
+def _emotion_scores(true: np.ndarray, pred: np.ndarray, labels) -> dict:
+    """The emotion head's accuracy and F1 over the labelled utterances (id -100 = outside the class set)."""
+    keep = true != -100
+    if not keep.any():
+        return {**{m: float("nan") for m in EMOTION_METRICS}, "n_emotion": 0}
+    scores = classification_metrics(true[keep], pred[keep], labels)
+    return {"emotion_accuracy": scores["accuracy"], "emotion_weighted_f1": scores["weighted_f1"],
+            "emotion_macro_f1": scores["macro_f1"], "n_emotion": int(keep.sum())}
 
 
 def _no_decay(name: str) -> bool:
@@ -356,6 +382,8 @@ def _log_row(epoch: int, state: TrainerState, ev: dict, lr: float) -> dict:
         row[f"val_{d}_ccc"] = ev[f"{d}_ccc"]
     row.update(val_pearson=ev["pearson"], val_ccc=ev["ccc"], n_val=ev["n"], lr=lr,
                epoch_seconds=round(state.epoch_seconds, 3))
+    if "n_emotion" in ev:
+        row.update({f"val_{m}": ev[m] for m in EMOTION_METRICS}, n_val_emotion=ev["n_emotion"])
     return row
 
 
@@ -381,8 +409,10 @@ def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: C
         if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
             state.stopped_early = True
             logger.info("early stopping: no %s improvement for %d epochs", column, state.bad_epochs)
+    emotion = (f" val_emotion_weighted_f1 {row['val_emotion_weighted_f1']:.4f}"
+               if "val_emotion_weighted_f1" in row else "")
     accelerator.print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-                      f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f} "
+                      f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f}{emotion} "
                       f"({row['epoch_seconds']:.1f}s train)")
     if accelerator.is_main_process:
         write_csv(finetune_outputs(run.output_dir)["log"], state.log_rows, LOG_COLUMNS)

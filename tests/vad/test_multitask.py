@@ -1,6 +1,9 @@
 """Multi-task fine-tuning: an emotion head beside V/A/D, its loss by hand, saved and reloaded, learning."""
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +59,39 @@ def test_multitask_run_saves_the_head_and_learns_emotion(tmp_path, tiny_encoder_
     accuracy = float((pred.numpy() == y).mean())
     majority = float(np.bincount(y).max() / len(y))
     assert accuracy > majority + 0.05, (accuracy, majority)
+    # the run scores its emotion head on test (and validation every epoch): the same numbers as by hand
+    from sklearn.metrics import f1_score
+
+    metrics = json.loads((tmp_path / "mt" / "metrics.json").read_text())["test"]
+    assert metrics["n_emotion"] == len(y)
+    assert metrics["emotion_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert metrics["emotion_weighted_f1"] == pytest.approx(
+        f1_score(y, pred.numpy(), labels=list(range(len(names))), average="weighted", zero_division=0), abs=1e-12)
+    log = list(csv.DictReader((tmp_path / "mt" / "train_log.csv").open()))
+    assert len(log) == 4 and all(0.0 <= float(r["val_emotion_weighted_f1"]) <= 1.0 for r in log)
+    assert len({int(r["n_val_emotion"]) for r in log}) == 1 and int(log[0]["n_val_emotion"]) > 0
+    from erc.vad.stage import _finetune_summary                      # the pipeline's summary.md says it too
+
+    text = "\n".join(_finetune_summary(cfg, str))
+    assert f"Emotion head (iemocap6, {len(y)} test utterances in its class set): accuracy {accuracy:.3f}" in text
+
+
+def test_selection_on_the_emotion_head_picks_its_best_validation_epoch(tmp_path, tiny_encoder_dir):
+    from erc.core.config import ConfigError, config_from_flat
+    from erc.vad.config import FinetuneConfig
+    from erc.vad.train import run_finetune
+
+    args = dict(path="synthetic", synthetic_dialogues=20, epochs=4, lr=3.0e-3, num_threads=1, plots=False,
+                model=str(tiny_encoder_dir), selection_metric="emotion_weighted_f1")
+    with pytest.raises(ConfigError, match="selection_metric.*needs emotion_loss_weight > 0"):
+        config_from_flat(FinetuneConfig, **args, output_dir=str(tmp_path / "none"))
+    result = run_finetune(config_from_flat(FinetuneConfig, **args, emotion_loss_weight=1.0,
+                                           output_dir=str(tmp_path / "sel")))
+    log = list(csv.DictReader((tmp_path / "sel" / "train_log.csv").open()))
+    scores = [float(r["val_emotion_weighted_f1"]) for r in log]
+    assert result["metric_for_best"] == "val_emotion_weighted_f1"
+    assert result["best_epoch"] == 1 + scores.index(max(scores))       # first of ties, as select_best
+    assert result["validation"]["emotion_weighted_f1"] == pytest.approx(max(scores), abs=1e-12)
 
 
 def test_data_without_emotion_labels_is_refused(tmp_path, tiny_encoder_dir):
