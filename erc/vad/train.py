@@ -199,19 +199,15 @@ def evaluate(model, loader, accelerator) -> dict:
     raw = accelerator.unwrap_model(model)
     with_emotion = raw.emotion_head is not None
     preds, trues, idxs, emo_pred, emo_true = [], [], [], [], []
+    stores = (preds, trues, idxs) + ((emo_pred, emo_true) if with_emotion else ())
     with torch.no_grad():
         for batch in loader:
             out = model(**_model_inputs(batch))
             parts = (out["vad"].float(), batch["labels"].float(), batch["idx"])
             if with_emotion:
                 parts += (out["emotion_logits"].argmax(-1), batch["emotion_id"])
-            got = [g.cpu() for g in accelerator.gather_for_metrics(parts)]
-            preds.append(got[0])
-            trues.append(got[1])
-            idxs.append(got[2])
-            if with_emotion:
-                emo_pred.append(got[3])
-                emo_true.append(got[4])
+            for store, got in zip(stores, accelerator.gather_for_metrics(parts)):
+                store.append(got.cpu())
     pred = torch.cat(preds).numpy().astype(np.float64)
     true = torch.cat(trues).numpy().astype(np.float64)
     idx = torch.cat(idxs).numpy()
