@@ -14,7 +14,8 @@ Layers (a package may import only packages of a LOWER layer, or its own):
     1 erc.data                     corpora, dataset facts, splits, dialogue batches
     2 erc.encoders                 Hugging Face encoders, pooling, tiny offline encoder, embed
     3 erc.vad erc.graph erc.hrg    trained stages, side by side
-    4 erc.compare                  the comparison builds on the V/A/D stage's models
+    4 erc.compare erc.online       the comparison builds on the V/A/D stage's models; online prediction
+                                   and the service on the graph stage's causal models
     5 erc.pipeline erc.cli         the top: chains and dispatches the stages
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ LAYERS = {
     "erc.data": 1,
     "erc.encoders": 2,
     "erc.vad": 3, "erc.graph": 3, "erc.hrg": 3,
-    "erc.compare": 4,
+    "erc.compare": 4, "erc.online": 4,
     "erc.pipeline": 5, "erc.cli": 5,
 }
 

@@ -13,17 +13,7 @@ from erc.graph.predict import run_predict_graph
 from erc.graph.train import run_train_graph
 from erc.online.api import OnlineModelError, OnlinePredictor, TurnError
 
-TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, win_p=3, win_f=0, shift_win=3,
-            batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False, valid_fraction=0.2,
-            epochs=2, seeds=1)
-MODS = ["text", "audio", "visual", "timing"]
-
-
-@pytest.fixture(scope="module")
-def causal_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("causal") / "g"
-    run_train_graph(config_from_flat(GraphTrainConfig, TINY, modalities=MODS, layers=[2] * 6, output_dir=str(out)))
-    return out / "seed_0" / "best_model"
+from tests.online.conftest import TINY
 
 
 def _offline(best, tmp_path) -> pd.DataFrame:
