@@ -48,6 +48,9 @@ class GraphTrainConfig:
     shift_win: int = field(default=19, metadata={"help": "block size for sentiment-shift pairs"})
     batchnorm_modalities: list[str] = field(default_factory=lambda: ["text"], metadata={
         "help": "modalities batch-normalised before projection (reference: text)", "choices": MODALITIES})
+    norm: str = field(default="sym", metadata={
+        "help": "edge normalisation: sym = D^-1/2 A D^-1/2 (GraphSmile, GCN), row = D^-1 A, the mean over each "
+                "node's window (for one-sided, causal windows: see erc.graph.layers.NORMS)", "choices": ("sym", "row")})
     propagation: str = field(default="csr", metadata={
         "help": "graph propagation: csr (sparse operator, fast) or edgewise (GCNConv reference)",
         "choices": ("csr", "edgewise")})

@@ -32,11 +32,16 @@ import torch.nn.functional as F
 from torch import nn
 
 PROPAGATIONS = ("csr", "edgewise")                # user-facing choices; the first is the default
+#: Edge normalisation of the operator: ``sym`` = D^-1/2 A D^-1/2 (GCN, GraphSmile), ``row`` = D^-1 A (the mean
+#: over a node's in-neighbours). With a one-sided window (causal, ``win_f = 0``) ``sym`` weights a message by
+#: the SOURCE's in-degree too, so the first turns of a dialogue (few past neighbours) speak up to
+#: sqrt(win_p + 1) times louder than later ones; ``row`` depends on the target's own window only.
+NORMS = ("sym", "row")
 _ALL_PROPAGATIONS = PROPAGATIONS + ("identity",)  # + the bench's no-propagation floor
 
 
 def normalized_edge_weight(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int,
-                           ) -> torch.Tensor:
+                           norm: str = "sym") -> torch.Tensor:
     """Symmetric normalisation ``D^-1/2 A D^-1/2`` by scatter over edges (no self loops added).
 
     ``A[t, s] = w`` for each edge ``s -> t``; ``D`` = weighted in-degree (0 stays 0). O(E).
@@ -45,6 +50,10 @@ def normalized_edge_weight(edge_index: torch.Tensor, edge_weight: torch.Tensor, 
     """
     src, dst = edge_index[0], edge_index[1]
     deg = torch.zeros(num_nodes, dtype=edge_weight.dtype, device=edge_weight.device).index_add_(0, dst, edge_weight)
+    if norm == "row":                                   # D^-1 A: a weighted mean over each node's in-neighbours
+        return edge_weight / deg[dst]
+    if norm != "sym":
+        raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
     dis = deg.pow(-0.5).masked_fill_(deg == 0, 0.0)
     return dis[src] * edge_weight * dis[dst]
 
@@ -182,7 +191,7 @@ class RelationalGraphStack(nn.Module):
 
     .. math::
         w_e = \mathrm{softplus}(\theta_{r(e)}),\quad
-        \hat A = D^{-1/2} A_w D^{-1/2},\quad
+        \hat A = D^{-1/2} A_w D^{-1/2}\ (\text{norm=sym})\ \text{or}\ D^{-1} A_w\ (\text{norm=row}),\quad
         H^{(0)} = X,\quad H^{(l)} = \hat A H^{(l-1)} W^{(l)} + b^{(l)},\quad
         \mathrm{out} = X + \sum_{l=1}^{L} \mathrm{Dropout}(\mathrm{LeakyReLU}(H^{(l)} U^{(l)} + c^{(l)}))
 
@@ -198,6 +207,7 @@ class RelationalGraphStack(nn.Module):
         num_relations: number of edge relations.
         dropout: dropout of each branch.
         propagation: ``"csr"`` (default) or ``"edgewise"`` (the ``GCNConv`` reference).
+        norm: ``"sym"`` (default, GraphSmile's) or ``"row"`` (see :data:`NORMS`).
 
     Shapes:
         - x: ``(num_nodes, channels)``; edge_index: ``(2, E)``; relation: ``(E,)``
@@ -206,8 +216,11 @@ class RelationalGraphStack(nn.Module):
     """
 
     def __init__(self, channels: int, num_layers: int, num_relations: int, dropout: float = 0.0,
-                 propagation: str = PROPAGATIONS[0]):
+                 propagation: str = PROPAGATIONS[0], norm: str = NORMS[0]):
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
+        self.norm = norm
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.channels, self.num_layers, self.num_relations = channels, num_layers, num_relations
@@ -231,7 +244,7 @@ class RelationalGraphStack(nn.Module):
 
     def operator(self, edge_index: torch.Tensor, relation: torch.Tensor, num_nodes: int) -> torch.Tensor:
         """Normalised weight of every edge (edge order): the values of ``\\hat A``. O(E)."""
-        return normalized_edge_weight(edge_index, self.edge_weight(relation), num_nodes)
+        return normalized_edge_weight(edge_index, self.edge_weight(relation), num_nodes, self.norm)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, relation: torch.Tensor,
                 layout: CSRLayout | None = None) -> torch.Tensor:
@@ -258,7 +271,7 @@ class RelationalGraphStack(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_layers={self.num_layers}, num_relations={self.num_relations}, "
-                f"propagation={self.propagation}")
+                f"propagation={self.propagation}, norm={self.norm}")
 
 
 def check_propagation(name: str, internal: bool = False) -> str:

@@ -35,11 +35,13 @@ from erc.core.errors import FileFormatError
 from erc.core.io import atomic_write_bytes, check_safetensors, read_json, write_json
 from erc.graph.card import write_graph_card
 from erc.graph.edges import cross_modal_graph, num_distance_buckets, shift_pairs, temporal_graph
-from erc.graph.layers import PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation
+from erc.graph.layers import NORMS, PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation
 
 MODEL_FILE = "model.safetensors"
 LEGACY_MODEL_FILE = "model.pt"      # torch.save state dict written before safetensors; still read
 META_FILE = "model_config.json"
+#: Fields of GraphModelConfig added after models were first saved, with the value those models were built with.
+ADDED_LATER = {"norm": "sym"}
 
 
 @dataclass
@@ -60,6 +62,7 @@ class GraphModelConfig:
     label_names: list[str] = field(default_factory=list)
     sentiment_names: list[str] = field(default_factory=list)
     propagation: str = PROPAGATIONS[0]  # "csr" (sparse operator, default) | "edgewise" (GCNConv reference)
+    norm: str = NORMS[0]                # "sym" D^-1/2 A D^-1/2 (GraphSmile) | "row" D^-1 A (erc.graph.layers.NORMS)
 
     @property
     def modalities(self) -> list[str]:
@@ -104,11 +107,11 @@ class GraphSmile(nn.Module):
                              f"pair(s) {pairs or mods}; give one per pair")
         if pairs:
             self.graphs = nn.ModuleDict({f"{a}_{b}": RelationalGraphStack(cfg.hidden_dim, cfg.layers[k], 2 * nb,
-                                                                         cfg.dropout, cfg.propagation)
+                                                                         cfg.dropout, cfg.propagation, cfg.norm)
                                          for k, (a, b) in enumerate(pairs)})
         else:
             self.graphs = nn.ModuleDict({mods[0]: RelationalGraphStack(cfg.hidden_dim, cfg.layers[0], nb,
-                                                                      cfg.dropout, cfg.propagation)})
+                                                                      cfg.dropout, cfg.propagation, cfg.norm)})
         self.modal_fusion = nn.Sequential(nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.LeakyReLU())
         self.emotion_head = nn.Linear(cfg.hidden_dim, cfg.num_classes)
         self.sentiment_head = nn.Linear(cfg.hidden_dim, cfg.num_sentiments)
@@ -203,6 +206,7 @@ def load_graph_model(directory: str | Path, map_location: str = "cpu") -> tuple[
         raise FileFormatError(f"{meta_path}: field 'model': expected the architecture as a JSON object "
                               f"(the fields of GraphModelConfig), got {type(arch).__name__}")
     names = [f.name for f in fields(GraphModelConfig)]
+    arch = {**ADDED_LATER, **arch}        # a folder saved before a field existed was built with its default
     missing = [n for n in names if n not in arch]
     unknown = sorted(set(arch) - set(names))
     if missing or unknown:

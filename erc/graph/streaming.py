@@ -16,7 +16,8 @@ already scaled by the source's ``D^-1/2``). A new turn costs, per layer, one ``(
     H_t^{(l)} = d_t \\sum_{j = t - P}^{t} w_{r(j - t)}\\, (d_j H_j^{(l-1)} W^{(l)}) + b^{(l)},
     \\qquad d_t = \\Big(\\sum_{j} w_{r(j - t)}\\Big)^{-1/2}
 
-which is row ``t`` of ``\\hat A H^{(l-1)} W^{(l)} + b`` in
+(with ``norm: row`` the source factor is 1 and the target's is ``1 / deg_t``), which is row ``t`` of
+``\\hat A H^{(l-1)} W^{(l)} + b`` in
 :class:`~erc.graph.layers.RelationalGraphStack`: the predictions equal the offline model's
 on the whole dialogue (``tests/graph/test_streaming.py`` checks it to float precision).
 Nothing of a past turn is ever recomputed; memory per dialogue is bounded by the window
@@ -77,6 +78,7 @@ class _StackStream:
 
     def __init__(self, stack, groups: tuple[str, ...], cross: bool, nb: int, reach: int | None, clip: int):
         self.stack, self.groups, self.cross, self.nb = stack, groups, cross, nb
+        self.row = stack.norm == "row"          # D^-1 A: no source factor, 1 / deg_t at the target
         self.reach, self.clip = reach, clip     # reach: past rows read (None = all); clip: distance buckets
         w = stack.relation_weight
         self.weights = F.softplus(w.detach())   # (num_relations,): fixed in eval
@@ -98,13 +100,15 @@ class _StackStream:
         n_groups = len(self.groups)
         source = [1 - g if self.cross else g for g in range(n_groups)]
         win_w = [self._window_weights(g) for g in range(n_groups)]
-        dis = [w.sum().pow(-0.5) for w in win_w]              # d_t of the new node of each group
+        deg = [w.sum() for w in win_w]
+        src = [torch.ones_like(d) if self.row else d.pow(-0.5) for d in deg]     # factor a row carries as source
+        dst = [d.reciprocal() if self.row else d.pow(-0.5) for d in deg]         # factor at the target
         h = [x[m] for m in self.groups]
         out = [v.clone() for v in h]
         for layer, (conv, branch) in enumerate(zip(self.stack.convs, self.stack.branches)):
             for g in range(n_groups):                          # every group's d_t H W first: the others read it
-                self.cache[layer][g].append(dis[g] * conv.lin(h[g]))
-            h = [dis[g] * (win_w[g] @ self.cache[layer][source[g]].view()) + conv.bias for g in range(n_groups)]
+                self.cache[layer][g].append(src[g] * conv.lin(h[g]))
+            h = [dst[g] * (win_w[g] @ self.cache[layer][source[g]].view()) + conv.bias for g in range(n_groups)]
             for g in range(n_groups):
                 out[g] = out[g] + F.leaky_relu(branch(h[g]))   # dropout: identity in eval
         self.t += 1

@@ -105,7 +105,7 @@ def build_model(cfg: GraphTrainConfig, splits):
         win_p=cfg.win_p, win_f=cfg.win_f, max_distance=cfg.max_distance, dropout=cfg.dropout,
         shift_win=cfg.shift_win, batchnorm_modalities=[m for m in cfg.batchnorm_modalities if m in cfg.data.modalities],
         label_names=list(splits.label_names), sentiment_names=list(getattr(splits, "sentiment_names", ())),
-        propagation=cfg.propagation)
+        propagation=cfg.propagation, norm=cfg.norm)
     return GraphSmile(mcfg)
 
 

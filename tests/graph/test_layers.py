@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from erc.data.batch import Dialogue, collate_dialogues
@@ -126,3 +127,26 @@ def test_normalised_weights_equal_torch_geometric_gcn_norm():
     w = torch.rand(30, generator=g, dtype=torch.float64) + 0.05
     _, expected = gcn_norm(edge_index, w, num_nodes=10, add_self_loops=False)
     assert torch.allclose(normalized_edge_weight(edge_index, w, 10), expected, atol=1e-14)
+
+
+def test_row_normalisation_is_the_mean_over_in_neighbours():
+    """norm=row on a hand graph: node 2 receives from 0 (w 1) and 1 (w 3): weights 1/4 and 3/4."""
+    edge_index = torch.tensor([[0, 1, 2, 0], [2, 2, 2, 1]])       # source -> target
+    w = torch.tensor([1.0, 3.0, 4.0, 2.0], dtype=torch.float64)
+    got = normalized_edge_weight(edge_index, w, 3, "row")
+    assert torch.allclose(got, torch.tensor([1 / 8, 3 / 8, 4 / 8, 1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="norm: expected one of"):
+        normalized_edge_weight(edge_index, w, 3, "col")
+
+
+def test_a_model_saved_before_the_norm_field_loads_as_sym(tmp_path):
+    from erc.core.io import read_json, write_json
+    from erc.graph.model import GraphModelConfig, GraphSmile, load_graph_model, save_graph_model
+
+    model = GraphSmile(GraphModelConfig(input_dims={"text": 4}, hidden_dim=8, layers=[1], win_p=2, win_f=0))
+    save_graph_model(model, tmp_path)
+    meta = read_json(tmp_path / "model_config.json")
+    del meta["model"]["norm"]
+    write_json(tmp_path / "model_config.json", meta)
+    loaded, _ = load_graph_model(tmp_path)
+    assert loaded.cfg.norm == "sym" and loaded.graphs["text"].norm == "sym"

@@ -17,10 +17,10 @@ def _dialogue(n: int, dims: dict[str, int], seed: int) -> Dialogue:
                     labels=np.zeros(n, dtype=np.int64), speakers=np.arange(n) % 2)
 
 
-def _model(dims: dict[str, int], win_p: int, layers: list[int], propagation: str = "csr") -> GraphSmile:
+def _model(dims: dict[str, int], win_p: int, layers: list[int], propagation: str = "csr", norm: str = "sym") -> GraphSmile:
     torch.manual_seed(0)
     cfg = GraphModelConfig(input_dims=dims, num_classes=4, hidden_dim=16, layers=layers, win_p=win_p, win_f=0,
-                           max_distance=5, dropout=0.3, shift_win=3, propagation=propagation,
+                           max_distance=5, dropout=0.3, shift_win=3, propagation=propagation, norm=norm,
                            batchnorm_modalities=["text"])
     model = GraphSmile(cfg).double()
     with torch.no_grad():                              # relation weights that differ per distance bucket
@@ -32,14 +32,15 @@ def _model(dims: dict[str, int], win_p: int, layers: list[int], propagation: str
     return model.eval()
 
 
+@pytest.mark.parametrize("norm", ["sym", "row"])
 @pytest.mark.parametrize("dims,win_p,layers", [
     ({"text": 6}, 3, [4]),                               # temporal graph, window shorter than the dialogue
     ({"text": 6}, -1, [3]),                              # whole past, distances clipped at max_distance
     ({"text": 6}, 0, [2]),                               # no context at all: a self loop only
     ({"text": 6, "audio": 5, "visual": 4}, 2, [2, 3, 1]),   # three pair graphs, six representations
 ])
-def test_stream_equals_offline_forward(dims, win_p, layers):
-    model = _model(dims, win_p, layers)
+def test_stream_equals_offline_forward(dims, win_p, layers, norm):
+    model = _model(dims, win_p, layers, norm=norm)
     d = _dialogue(11, dims, seed=1)
     with torch.no_grad():
         offline = model(collate_dialogues([d]))          # features are cast to the model's float64
