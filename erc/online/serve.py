@@ -285,6 +285,9 @@ def run_serve(cfg) -> None:
     family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit TCP_NODELAY. Without it a response's header and body writes meet the
+    # client's delayed ACK: 44 ms per request on loopback instead of 0.4 ms (measured, h11).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((cfg.host, cfg.port))
     except OSError as exc:
