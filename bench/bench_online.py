@@ -277,7 +277,7 @@ def load_level(server: Server, dialogues, mods, concurrency: int, turns: int, se
     return out
 
 
-def faults(server: Server, dialogues, mods, limits: dict) -> list[dict]:
+def faults(server: Server, dialogues, mods, limits: dict, n: int = 200) -> list[dict]:
     port = server.port
     turn = _turn_args(dialogues[0]["turns"][0], mods)
     rows = []
@@ -294,7 +294,6 @@ def faults(server: Server, dialogues, mods, limits: dict) -> list[dict]:
 
     cid = request(port, "POST", "/v1/conversations")[1]["conversation_id"]
     path = f"/v1/conversations/{cid}/turns"
-    n = 200
     record("malformed JSON", n, [answer(*request(port, "POST", path, raw=b'{"text": "hi", "speaker": ')) for _ in range(n)])
     record("wrong types (text: 5, speaker: [])", n,
            [answer(*request(port, "POST", path, {**turn, "text": 5, "speaker": []})) for _ in range(n)])
@@ -302,7 +301,8 @@ def faults(server: Server, dialogues, mods, limits: dict) -> list[dict]:
                                                                                                  if m not in ("text", "timing")} or {"text": [0.0]}}))
                                        for _ in range(n)])
     big = {**turn, "text": "x" * 1_000_000}
-    record("a 1 MB text", 50, [answer(*request(port, "POST", path, big)) for _ in range(50)])
+    n_big = max(1, n // 4)
+    record("a 1 MB text", n_big, [answer(*request(port, "POST", path, big)) for _ in range(n_big)])
     record("text over max_text_chars", n, [answer(*request(port, "POST", path, {**turn, "text": "y" * (limits["max_text_chars"] + 1)}))
                                            for _ in range(n)])
     record("unknown conversation ids", n, [answer(*request(port, "POST", f"/v1/conversations/no{k}/turns", turn))
@@ -361,7 +361,7 @@ def bench_serve(model_dir: Path, dialogues, args) -> dict:
             series = [r for n, r in out["soak"]["rss_series"] if n >= args.rss_every]     # after the first block
             out["soak"]["rss_min_mib"], out["soak"]["rss_max_mib"] = min(series), max(series)
             print(f"soak: {out['soak']['turns']} turns", file=sys.stderr, flush=True)
-        out["faults"] = faults(server, dialogues, mods, limits)
+        out["faults"] = faults(server, dialogues, mods, limits, args.fault_requests)
         out["rss_mib_end"], out["peak_rss_mib"] = round(server.rss_mib(), 1), round(server.hwm_mib(), 1)
     finally:
         log = server.stop()
@@ -418,6 +418,7 @@ def main(argv=None) -> int:
     p.add_argument("--soak-turns", type=int, default=10000)
     p.add_argument("--soak-concurrency", type=int, default=8)
     p.add_argument("--rss-every", type=int, default=1000)
+    p.add_argument("--fault-requests", type=int, default=200, help="requests per fault kind (a 1 MB text: a quarter)")
     p.add_argument("--max-seconds", type=float, default=300.0, help="time bound of each load level (soak: 4x)")
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args(argv)
