@@ -130,3 +130,14 @@ def test_save_and_load_give_the_same_outputs(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(batch), loaded(batch))
     assert meta["epoch"] == 3 and meta["causal"] is False and meta["model"]["method"] == "dialoguegcn"
+
+
+@pytest.mark.parametrize("method", ["dialoguernn", "dialoguegcn", "mlp"])
+def test_padding_is_never_read_a_dialogue_alone_equals_it_in_a_batch(method):
+    torch.manual_seed(0)
+    model = build_model(_cfg(method, bidirectional=True)).eval()
+    d = _dialogues()                                    # 5 and 3 turns: the short one is padded in the batch
+    with torch.no_grad():
+        both = model(collate_dialogues(d))
+        alone = torch.cat([model(collate_dialogues([d[0]])), model(collate_dialogues([d[1]]))])
+    torch.testing.assert_close(both, alone)
