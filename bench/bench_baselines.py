@@ -7,7 +7,8 @@ process so its peak memory is its own. Per method:
 
 * ``epoch_s``: training seconds of each epoch (forward, loss, backward, Adam; ``train_seconds`` of
   ``epochs.csv``); ``train_epoch_s``: their median after the first epoch (all of them when there
-  is only one);
+  is only one); ``epoch_cpu_s`` / ``train_epoch_cpu_s``: the same in CPU seconds of the process (all
+  its threads; on a shared, busy machine the wall time also counts the waits for a core);
 * ``epoch_wall_s``: the child's wall time per epoch, training + validation + test + saving the best
   model (data loading excluded);
 * ``peak_rss_mib``: the child's ``ru_maxrss`` (data loading included); ``rss_after_load_mib``:
@@ -68,9 +69,11 @@ def child(args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - t0
     hist = pd.read_csv(out / "epochs.csv")
     secs = [float(s) for s in hist.train_seconds]
-    steady = secs[1:] or secs
+    cpu = [float(s) for s in hist.train_cpu_seconds]
+    steady, steady_cpu = secs[1:] or secs, cpu[1:] or cpu
     return {"method": args.one, "dataset": args.dataset, "num_threads": args.num_threads, "device": args.device,
             "epochs": len(secs), "train_epoch_s": statistics.median(steady), "epoch_s": secs,
+            "train_epoch_cpu_s": statistics.median(steady_cpu), "epoch_cpu_s": cpu,
             "epoch_wall_s": wall / max(len(secs), 1), "peak_rss_mib": rss_mib(), "rss_after_load_mib": after_load,
             "train_utterances": sum(len(d) for d in splits.train),
             "valid_weighted_f1_last": float(hist.valid_weighted_f1.iloc[-1]),
@@ -108,12 +111,13 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     out = sys.stderr if args.json else sys.stdout
     print(f"\n{args.dataset}, {args.num_threads} thread(s), {args.device}, {args.epochs} epoch(s), one seed", file=out)
-    print("| method | train epoch (s) | epochs (s) | epoch incl. eval (s) | peak RSS (MiB) | RSS after load (MiB) |",
-          file=out)
-    print("|---|---|---|---|---|---|", file=out)
+    print("| method | train epoch, wall (s) | train epoch, CPU (s) | epochs, wall (s) | epoch incl. eval, wall (s) | "
+          "peak RSS (MiB) | RSS after load (MiB) |", file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
     for r in rows:
-        print(f"| {r['method']} | {r['train_epoch_s']:.1f} | {', '.join(f'{s:.1f}' for s in r['epoch_s'])} | "
-              f"{r['epoch_wall_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['rss_after_load_mib']:.0f} |", file=out)
+        print(f"| {r['method']} | {r['train_epoch_s']:.1f} | {r['train_epoch_cpu_s']:.1f} | "
+              f"{', '.join(f'{s:.1f}' for s in r['epoch_s'])} | {r['epoch_wall_s']:.1f} | {r['peak_rss_mib']:.0f} | "
+              f"{r['rss_after_load_mib']:.0f} |", file=out)
 
 
 if __name__ == "__main__":

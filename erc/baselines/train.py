@@ -164,7 +164,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, cfg: BaselineTrainCon
                     weight: torch.Tensor | None) -> dict[str, float]:
     model.train()
     total, n_batches, n_utts = 0.0, 0, 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for batch in loader:
         lp = model(batch)
         loss = masked_nll(lp, batch.labels, weight=weight)
@@ -176,8 +176,9 @@ def train_one_epoch(model, loader, optimizer, accelerator, cfg: BaselineTrainCon
         total += float(loss.detach())
         n_batches += 1
         n_utts += batch.num_nodes
-    seconds = time.perf_counter() - t0
-    return {"loss": total / max(n_batches, 1), "train_seconds": seconds,
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # wall-clock time, and this process's CPU time (all its threads; robust to a shared, busy machine)
+    return {"loss": total / max(n_batches, 1), "train_seconds": seconds, "train_cpu_seconds": cpu,
             "train_utts_per_s": n_utts * accelerator.num_processes / max(seconds, 1e-9), "peak_rss_mb": peak_rss_mb()}
 
 
@@ -294,6 +295,7 @@ def throughput(history: Sequence[dict]) -> dict:
     if not history:
         return {}
     return {"epoch_seconds": float(np.mean([h["train_seconds"] for h in history])),
+            "epoch_cpu_seconds": float(np.mean([h.get("train_cpu_seconds", np.nan) for h in history])),
             "train_utts_per_s": float(np.mean([h["train_utts_per_s"] for h in history])),
             "peak_rss_mb": float(max(h["peak_rss_mb"] for h in history))}
 
