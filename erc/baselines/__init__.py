@@ -1,1 +1,1 @@
-"""Context baselines the dialogue-training framework was written for: DialogueRNN, DialogueGCN, and a context-free MLP."""
+"""The models the dialogue-training framework was written for (DialogueRNN, DialogueGCN) and a context-free MLP."""

@@ -285,7 +285,8 @@ def summarize_seed_results(results: Sequence[dict]) -> dict:
     """``{split}_{metric}_mean`` / ``_std`` (sample std) over seeds of the metrics at each seed's best epoch."""
     out: dict[str, Any] = {}
     for split in ("test", "valid"):
-        for k, v in summarize_seeds([r.get(split) or {} for r in results], SUMMARY_METRICS + CALIBRATION_SUMMARY).items():
+        per_seed = [r.get(split) or {} for r in results]
+        for k, v in summarize_seeds(per_seed, SUMMARY_METRICS + CALIBRATION_SUMMARY).items():
             out[f"{split}_{k}_mean"], out[f"{split}_{k}_std"] = v["mean"], v["std"]
     return out
 

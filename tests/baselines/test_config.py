@@ -18,11 +18,12 @@ def test_configs_load(project_root, method, dataset):
 
 
 def test_published_iemocap_settings(project_root):
-    rnn = resolve_config(BaselineTrainConfig, EMB, project_root / "configs" / "baseline_dialoguernn_cosmic_iemocap.yaml")
+    configs = project_root / "configs"
+    rnn = resolve_config(BaselineTrainConfig, EMB, configs / "baseline_dialoguernn_cosmic_iemocap.yaml")
     assert (rnn.global_dim, rnn.party_dim, rnn.emotion_dim, rnn.hidden_dim) == (500, 500, 300, 300)
     assert (rnn.lr, rnn.weight_decay, rnn.batch_size, rnn.epochs) == (1.0e-4, 1.0e-5, 30, 60)
     assert rnn.class_weighting == "inverse_frequency" and not rnn.listener_update
-    gcn = resolve_config(BaselineTrainConfig, EMB, project_root / "configs" / "baseline_dialoguegcn_cosmic_iemocap.yaml")
+    gcn = resolve_config(BaselineTrainConfig, EMB, configs / "baseline_dialoguegcn_cosmic_iemocap.yaml")
     assert (gcn.win_p, gcn.win_f, gcn.encoder_dim, gcn.graph_dim, gcn.num_bases) == (10, 10, 100, 100, 30)
 
 

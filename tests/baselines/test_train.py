@@ -21,7 +21,8 @@ BASE = dict(dataset="synthetic", synthetic_dialogues=40, modalities=["text", "au
             party_dim=16, emotion_dim=16, hidden_dim=16, encoder_dim=16, graph_dim=16, num_bases=0, mlp_dims=[32],
             win_p=2, win_f=2, batch_size=4, eval_batch_size=8, lr=1.0e-2, num_threads=1, progress=False,
             valid_fraction=0.2)
-TIMING = ("train_seconds", "train_cpu_seconds", "train_utts_per_s", "peak_rss_mb")     # wall time and memory differ between runs
+# wall time, CPU time and memory differ between runs
+TIMING = ("train_seconds", "train_cpu_seconds", "train_utts_per_s", "peak_rss_mb")
 
 
 def _run(out, **over) -> dict:
