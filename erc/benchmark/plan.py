@@ -163,6 +163,13 @@ def is_complete(cell: Cell) -> bool:
     return recorded == cell.config_dict() and cell.spec.stage.is_complete(cell.config)
 
 
+def _missing_inputs(cell: Cell) -> list[str]:
+    """Input files the cell's config names that do not exist (a placeholder path not filled in yet)."""
+    flat = flatten(cell.config_dict())
+    paths = [flat.get(k) for k in cell.spec.stage.identity_rule.inputs]
+    return [str(p) for p in paths if isinstance(p, str) and p and not p.startswith("builtin:") and not Path(p).exists()]
+
+
 def plan(cfg: BenchmarkConfig) -> list[CellPlan]:
     """Every cell's action; raises RunMismatchError naming every cell whose folder holds another run."""
     out, problems = [], []
@@ -181,6 +188,9 @@ def plan(cfg: BenchmarkConfig) -> list[CellPlan]:
             out.append(CellPlan(cell, "resume", "unfinished (or extended): continues from its checkpoints"))
         else:
             out.append(CellPlan(cell, "run", "new"))
+        missing = _missing_inputs(cell)
+        if missing and out[-1].action != "skip":
+            out[-1].reason += f"; MISSING input {', '.join(missing)}: this cell will fail"
     if problems:
         raise RunMismatchError(
             f"{cfg.output_dir} holds cells of another benchmark: {'; '.join(problems)}.\n"

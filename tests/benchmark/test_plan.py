@@ -47,6 +47,9 @@ def test_cells_grid_and_what_every_cell_shares(tmp_path):
     assert h32.config.cmerc.rank_coef == 0.005 and h32.config.cmerc.epoch_ratio == 0.15
     hrg = next(c for c in got if c.method == "hrg")
     assert hrg.config.backbone == "builtin:tiny" and hrg.config.data.text_embeddings is None
+    reasons = {p.cell.label: p.reason for p in plan(cfg)}          # a placeholder features file is flagged
+    assert "MISSING input /nowhere/embeddings.npz" in reasons["synthetic/emb/text/graph"]
+    assert "MISSING" not in reasons["synthetic/h32/text/graph"]
 
 
 def test_base_config_split_fields_do_not_leak_into_a_cell(tmp_path):
