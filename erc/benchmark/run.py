@@ -19,7 +19,7 @@ from pathlib import Path
 import erc
 from erc.benchmark.config import BenchmarkConfig
 from erc.benchmark.plan import ATTEMPTS, MARKER, Cell, CellPlan, format_plan, plan
-from erc.core.config import save_config
+from erc.core.config import ConfigError, save_config
 from erc.core.errors import ErcError
 from erc.core.io import read_json, write_json
 from erc.core.logs import setup_logging
@@ -84,6 +84,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> Path:
     from erc.benchmark.table import write_table
 
     setup_logging(True)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("erc benchmark runs as one process (each cell in a child process of its own); "
+                          "start it without accelerate launch")
     plans: list[CellPlan] = plan(cfg)
     print(format_plan(plans), flush=True)
     if cfg.plan_only:

@@ -48,8 +48,11 @@ class CellResults:
         self.cell = cell
         results = seed_run_outputs(cell.run_dir)["results"]
         self.complete = (cell.folder / MARKER).is_file() and results.is_file()
-        self.summary = read_json(results) if self.complete else {}
-        self.per_seed = list(self.summary.get("per_seed", []))
+        if self.complete:
+            self.per_seed = list(read_json(results).get("per_seed", []))
+        else:          # the seeds finished so far (seed_<k>/result.json), shown as unfinished, not tested
+            self.per_seed = [read_json(p / "result.json") for p in sorted(cell.run_dir.glob("seed_*"))
+                             if (p / "result.json").is_file()] if cell.run_dir.is_dir() else []
         marker = read_json(cell.folder / MARKER) if (cell.folder / MARKER).is_file() else {}
         attempts = read_attempts(cell.folder)
         self.seconds = marker.get("seconds", sum(a["seconds"] for a in attempts) if attempts else None)
@@ -124,7 +127,8 @@ def table_rows(cfg: BenchmarkConfig, cells: list[Cell]) -> list[dict[str, Any]]:
             r = results[c.folder]
             row: dict[str, Any] = {"dataset": dname, "features": fname, "modalities": variant, "method": c.method,
                                    "stage": c.spec.stage.name,
-                                   "status": "complete" if r.complete else "unfinished",
+                                   "status": "complete" if r.complete else
+                                   f"unfinished ({len(r.per_seed)}/{cfg.seeds} seeds)",
                                    "seeds": len(r.per_seed)}
             for split, metric in [("test", m) for m in METRICS] + [("valid", "weighted_f1")]:
                 row[f"{split}_{metric}_mean"], row[f"{split}_{metric}_std"] = r.stat(split, metric)
@@ -176,7 +180,7 @@ def render_markdown(cfg: BenchmarkConfig, rows: list[dict]) -> str:
         delta = (r["significance_note"] or "-") if r["delta_weighted_f1"] is None else f"{r['delta_weighted_f1']:+.3f}"
         if r["method"] == r["reference"]:
             delta = "(reference)"
-        status = "" if r["status"] == "complete" else " (unfinished)"
+        status = "" if r["status"] == "complete" else f" ({r['status']})"
         lines.append(f"| {r['dataset']} | {r['features']} | {r['modalities']} | [{r['method']}]({r['cell']}/){status} "
                      f"| {r['seeds']} | {_pm(r['test_weighted_f1_mean'], r['test_weighted_f1_std'])} "
                      f"| {_pm(r['test_accuracy_mean'], r['test_accuracy_std'])} "
