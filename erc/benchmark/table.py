@@ -97,7 +97,7 @@ def _blocks(cfg: BenchmarkConfig, cells: list[Cell]) -> list[tuple[tuple[str, st
             for fname in entry.features:
                 row = []
                 for mname in methods:
-                    c = next((by_key[k] for k in ((dname, fname, variant, mname),) if k in by_key), None)
+                    c = by_key.get((dname, fname, variant, mname))
                     if c is None:      # a method reading its own text: its one cell of this dataset/variant
                         c = next((x for x in cells if x.dataset == dname and x.modalities == variant
                                   and x.method == mname and not x.spec.text_features), None)

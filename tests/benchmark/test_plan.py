@@ -112,3 +112,16 @@ def test_flags_override_the_yaml(tmp_path, project_root):
                          project_root / "configs" / "benchmark_synthetic.yaml")
     assert cfg.seeds == 3 and set(cfg.method_entries()) == {"graph", "hrg"}
     assert all(c.config.seeds == 3 for c in cells(cfg))
+
+
+def test_a_new_method_is_one_registry_entry(tmp_path, monkeypatch):
+    from erc.benchmark import registry
+    from erc.graph.stage import TRAIN_GRAPH
+
+    entry = registry.Method("wide_graph", TRAIN_GRAPH, lambda dataset, mods: {"hidden_dim": 8, "dropout": 0.3},
+                            "a test method")
+    monkeypatch.setitem(registry.METHODS, "wide_graph", entry)
+    cfg = _cfg(tmp_path, methods={"graph": {}, "w": {"method": "wide_graph", "overrides": {"dropout": 0.1}}})
+    w = [c for c in cells(cfg) if c.method == "w"]
+    assert len(w) == 4 and all(c.spec is entry for c in w)          # 2 features x 2 variants
+    assert (w[0].config.hidden_dim, w[0].config.dropout) == (8, 0.1)  # base, then the entry's overrides
