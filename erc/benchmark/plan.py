@@ -27,7 +27,7 @@ from erc.benchmark.config import BenchmarkConfig, DatasetEntry, MethodEntry
 from erc.benchmark.registry import METHODS, Method, config_fields
 from erc.core.config import ConfigError, config_from_dict, config_to_dict, merge_values
 from erc.core.io import read_json
-from erc.core.runs import RunMismatchError, check_run_dir, flatten, read_identity
+from erc.core.runs import RunMismatchError, check_run_dir, flatten, read_identity, seed_run_outputs
 from erc.data.config import DialogueDataConfig
 
 SPLIT_FIELDS = ("dataset", "path", "valid_fraction", "split_seed", "synthetic_dialogues", "synthetic_seed")
@@ -152,6 +152,17 @@ def _check_same_split(all_cells: list[Cell]) -> None:
         if sig != first:
             raise ConfigError(f"benchmark: cell {c.label} would not share the split/seeds of the other "
                               f"{c.dataset} cells ({sig} vs {first})")
+
+
+def stage_finished(cell: Cell) -> bool:
+    """The stage's outputs are there and its ``results.json`` holds every seed, each trained to its last epoch
+    (a time-boxed run, e.g. train-hrg's ``stop_after_epochs``, writes results before it has finished)."""
+    if not cell.spec.stage.is_complete(cell.config):
+        return False
+    per_seed = read_json(seed_run_outputs(cell.run_dir)["results"]).get("per_seed", [])
+    epochs = getattr(cell.config, "epochs", None)
+    return len(per_seed) >= cell.config.seeds and all(
+        r.get("finished", True) and (epochs is None or r.get("epochs_run", epochs) >= epochs) for r in per_seed)
 
 
 def is_complete(cell: Cell) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import erc
 from erc.benchmark.config import BenchmarkConfig
-from erc.benchmark.plan import ATTEMPTS, MARKER, Cell, CellPlan, format_plan, plan
+from erc.benchmark.plan import ATTEMPTS, MARKER, Cell, CellPlan, format_plan, plan, stage_finished
 from erc.core.config import ConfigError, save_config
 from erc.core.errors import ErcError
 from erc.core.io import read_json, write_json
@@ -100,10 +100,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> Path:
         for i, p in enumerate(todo, 1):
             logger.info("[%d/%d] %s %s -> %s", i, len(todo), p.action, p.cell.label, p.cell.folder)
             attempt = run_cell(p.cell)
-            if attempt["exit_code"] == 0 and p.cell.spec.stage.is_complete(p.cell.config):
+            if attempt["exit_code"] == 0 and stage_finished(p.cell):
                 mark_complete(p.cell)
                 logger.info("%s: done in %.1f s, peak RSS %.0f MiB", p.cell.label, attempt["seconds"],
                             attempt["peak_rss_mib"])
+            elif attempt["exit_code"] == 0:
+                logger.info("%s: stopped before its last epoch (a time box?); run again to resume it", p.cell.label)
             else:
                 log = p.cell.folder / LOG
                 failed.append(f"{p.cell.label} (exit code {attempt['exit_code']}; log {log})")

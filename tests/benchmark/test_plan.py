@@ -125,3 +125,21 @@ def test_a_new_method_is_one_registry_entry(tmp_path, monkeypatch):
     w = [c for c in cells(cfg) if c.method == "w"]
     assert len(w) == 4 and all(c.spec is entry for c in w)          # 2 features x 2 variants
     assert (w[0].config.hidden_dim, w[0].config.dropout) == (8, 0.1)  # base, then the entry's overrides
+
+
+def test_stage_finished_needs_every_seed_at_its_last_epoch(tmp_path):
+    from erc.benchmark.plan import stage_finished
+
+    cfg = _cfg(tmp_path, datasets={"synthetic": {"features": {"h": {"text_source": "hash"}}, "modalities": ["text"]}})
+    graph, _, hrg = cells(cfg)                      # graph: epochs 1, 2 seeds; hrg: 20 epochs by default
+
+    def results(cell, per_seed):
+        write_json(cell.run_dir / "results.json", {"per_seed": per_seed})
+        (cell.run_dir / "epochs.csv").write_text("seed,epoch\n")
+
+    results(graph, [{"seed": 0, "epochs_run": 1}])
+    assert not stage_finished(graph)                                            # one of two seeds
+    results(graph, [{"seed": 0, "epochs_run": 1}, {"seed": 1, "epochs_run": 1}])
+    assert stage_finished(graph)
+    results(hrg, [{"seed": 0, "epochs_run": 20, "finished": True}, {"seed": 1, "epochs_run": 3, "finished": False}])
+    assert not stage_finished(hrg)                                              # a time-boxed seed
