@@ -92,11 +92,12 @@ def _check_overrides(entry: MethodEntry, spec: Method) -> None:
                *(f"data.{k}" for k in SPLIT_FIELDS), "data.modalities"}
     if spec.text_features:
         imposed |= {f"data.{k}" for k in ("text_source", "text_embeddings")}
+    imposed |= set(flatten(spec.fixed))
     bad = sorted(k for k in flatten(entry.overrides) if k in imposed)
     if bad:
         raise ConfigError(f"methods.{entry.name}.overrides: {', '.join(bad)} set by the benchmark for every cell "
-                          "alike (seeds, split, modalities, features); set them at the benchmark's top level or "
-                          "in the dataset entry")
+                          "alike (seeds, split, modalities, features) or by the method itself; set them at the "
+                          "benchmark's top level or in the dataset entry, or choose another method")
 
 
 def cell_config(cfg: BenchmarkConfig, entry: MethodEntry, dataset: DatasetEntry, features: str | None,
@@ -107,7 +108,7 @@ def cell_config(cfg: BenchmarkConfig, entry: MethodEntry, dataset: DatasetEntry,
     mods = cfg.modality_variants()[variant]
     registry_name = dataset.data.get("dataset", dataset.name)
     values = merge_values(spec.base(registry_name, mods), entry.base_values(dataset.name))
-    values = merge_values(values, entry.overrides)
+    values = merge_values(merge_values(values, entry.overrides), spec.fixed)
     data = {**(values.get("data") or {}), **dataset.data, **_split_values(dataset), "modalities": mods}
     if spec.text_features:
         feats = dataset.features[features]

@@ -11,7 +11,7 @@ one :class:`Method` here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from erc.core.runs import StageSpec
@@ -27,6 +27,8 @@ BaseConfig = Callable[[str, list[str]], dict]   # (registry dataset name, modali
 class Method:
     """``stage``: config class, ``run`` function, identity rule and outputs (the stage's own spec);
     ``base(dataset, modalities)``: config values under the benchmark entry's base YAML and overrides;
+    ``fixed``: config values that make the stage this method (e.g. ``{"method": "mlp"}`` of a stage that
+    trains several), laid over everything and refused in overrides;
     ``text_features``: True if the method reads the benchmark's text feature files (one cell per
     features entry), False if it reads the transcript itself (one cell, shown in every features block
     under ``text_label``)."""
@@ -35,6 +37,7 @@ class Method:
     stage: StageSpec
     base: BaseConfig
     description: str
+    fixed: dict = field(default_factory=dict)
     text_features: bool = True
     text_label: str = "transcript"
 

@@ -126,6 +126,17 @@ def test_a_new_method_is_one_registry_entry(tmp_path, monkeypatch):
     assert len(w) == 4 and all(c.spec is entry for c in w)          # 2 features x 2 variants
     assert (w[0].config.hidden_dim, w[0].config.dropout) == (8, 0.1)  # base, then the entry's overrides
 
+    fixed = registry.Method("causal_graph", TRAIN_GRAPH, lambda dataset, mods: {}, "fixed fields",
+                            fixed={"win_f": 0})
+    monkeypatch.setitem(registry.METHODS, "causal_graph", fixed)
+    base = tmp_path / "graph.yaml"
+    base.write_text("win_f: 5\nwin_p: 5\n")
+    cfg = _cfg(tmp_path, methods={"graph": {}, "c": {"method": "causal_graph", "configs": {"synthetic": str(base)}}})
+    c = next(c for c in cells(cfg) if c.method == "c")
+    assert (c.config.win_p, c.config.win_f) == (5, 0)                 # what makes the method wins over its base
+    with pytest.raises(ConfigError, match=r"methods.c.overrides: win_f"):
+        cells(_cfg(tmp_path, methods={"graph": {}, "c": {"method": "causal_graph", "overrides": {"win_f": 2}}}))
+
 
 def test_stage_finished_needs_every_seed_at_its_last_epoch(tmp_path):
     from erc.benchmark.plan import stage_finished
