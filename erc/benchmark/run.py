@@ -9,8 +9,10 @@ wall times and the largest of their peaks; ``attempts.json`` in the cell folder 
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import erc
 from erc.benchmark.config import BenchmarkConfig
-from erc.benchmark.plan import ATTEMPTS, MARKER, Cell, CellPlan, format_plan, plan, stage_finished
+from erc.benchmark.plan import ATTEMPTS, MARKER, Cell, CellPlan, format_plan, is_complete, plan, stage_finished
 from erc.core.config import ConfigError, save_config
 from erc.core.errors import ErcError
 from erc.core.io import read_json, write_json
@@ -27,6 +29,7 @@ from erc.core.logs import setup_logging
 logger = logging.getLogger(__name__)
 JOB = "job.json"
 LOG = "cell.log"
+LOCK = "running.json"
 
 
 class CellFailedError(ErcError):
@@ -69,6 +72,52 @@ def run_cell(cell: Cell) -> dict:
     return attempt
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:        # someone else's process: alive
+        return True
+    return True
+
+
+def claim(cell: Cell) -> dict | None:
+    """Take ``cell`` for this process (``running.json``, created exclusively); None when taken, else the holder.
+
+    Several ``erc benchmark`` processes on one output folder (say one per free core) share the cells this
+    way. A lock of a process that is gone (same host) is stale and taken over; one of another host is
+    respected (delete the file if that process is gone).
+    """
+    cell.folder.mkdir(parents=True, exist_ok=True)
+    path = cell.folder / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+                logger.info("%s: taking over the lock of process %d, which is gone", cell.label, holder["pid"])
+                path.unlink(missing_ok=True)
+                continue
+            if not holder:         # being written this very moment by its holder
+                time.sleep(0.2)
+                continue
+            return holder
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(me, fh)
+        return None
+    return {"pid": "?", "host": "?"}
+
+
+def release(cell: Cell) -> None:
+    (cell.folder / LOCK).unlink(missing_ok=True)
+
+
 def mark_complete(cell: Cell) -> None:
     attempts = read_attempts(cell.folder)
     write_json(cell.folder / MARKER, {
@@ -98,10 +147,23 @@ def run_benchmark(cfg: BenchmarkConfig) -> Path:
     if not cfg.table_only:
         todo = [p for p in plans if p.action != "skip"]
         for i, p in enumerate(todo, 1):
-            logger.info("[%d/%d] %s %s -> %s", i, len(todo), p.action, p.cell.label, p.cell.folder)
-            attempt = run_cell(p.cell)
-            if attempt["exit_code"] == 0 and stage_finished(p.cell):
-                mark_complete(p.cell)
+            holder = claim(p.cell)
+            if holder is not None:
+                logger.info("[%d/%d] %s: running in process %s on %s, left to it", i, len(todo), p.cell.label,
+                            holder.get("pid"), holder.get("host"))
+                continue
+            try:
+                if is_complete(p.cell):            # finished by another benchmark process since the plan
+                    logger.info("[%d/%d] %s: finished meanwhile, skipped", i, len(todo), p.cell.label)
+                    continue
+                logger.info("[%d/%d] %s %s -> %s", i, len(todo), p.action, p.cell.label, p.cell.folder)
+                attempt = run_cell(p.cell)
+                finished = attempt["exit_code"] == 0 and stage_finished(p.cell)
+                if finished:
+                    mark_complete(p.cell)
+            finally:
+                release(p.cell)
+            if finished:
                 logger.info("%s: done in %.1f s, peak RSS %.0f MiB", p.cell.label, attempt["seconds"],
                             attempt["peak_rss_mib"])
             elif attempt["exit_code"] == 0:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from erc.benchmark.config import BenchmarkConfig
-from erc.benchmark.plan import MARKER, Cell
+from erc.benchmark.plan import MARKER, Cell, is_complete
 from erc.benchmark.run import read_attempts
 from erc.core.io import atomic_write_text, read_json, write_csv, write_json
 from erc.core.runs import mean_std, seed_run_outputs
@@ -47,7 +47,7 @@ class CellResults:
     def __init__(self, cell: Cell):
         self.cell = cell
         results = seed_run_outputs(cell.run_dir)["results"]
-        self.complete = (cell.folder / MARKER).is_file() and results.is_file()
+        self.complete = is_complete(cell) and results.is_file()     # the marker of this very config
         if self.complete:
             self.per_seed = list(read_json(results).get("per_seed", []))
         else:          # the seeds finished so far (seed_<k>/result.json), shown as unfinished, not tested

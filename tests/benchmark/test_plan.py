@@ -110,7 +110,7 @@ def test_plan_skips_finished_resumes_unfinished_refuses_changed(tmp_path):
 def test_flags_override_the_yaml(tmp_path, project_root):
     cfg = resolve_config(BenchmarkConfig, {"seeds": 3, "output_dir": str(tmp_path / "b")},
                          project_root / "configs" / "benchmark_synthetic.yaml")
-    assert cfg.seeds == 3 and set(cfg.method_entries()) == {"graph", "hrg"}
+    assert cfg.seeds == 3 and set(cfg.method_entries()) == {"graph", "graph_cmerc", "hrg"}
     assert all(c.config.seeds == 3 for c in cells(cfg))
 
 
@@ -154,3 +154,24 @@ def test_stage_finished_needs_every_seed_at_its_last_epoch(tmp_path):
     assert stage_finished(graph)
     results(hrg, [{"seed": 0, "epochs_run": 20, "finished": True}, {"seed": 1, "epochs_run": 3, "finished": False}])
     assert not stage_finished(hrg)                                              # a time-boxed seed
+
+
+def test_one_process_per_cell_and_stale_locks_taken_over(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    from erc.benchmark.run import LOCK, claim, release
+
+    cell = cells(_cfg(tmp_path))[0]
+    assert claim(cell) is None                                  # taken
+    holder = claim(cell)                                        # a second benchmark process finds it held
+    assert holder["pid"] == os.getpid()
+    release(cell)
+    assert not (cell.folder / LOCK).exists() and claim(cell) is None
+    release(cell)
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                                 # a finished, reaped process: its pid is free
+    write_json(cell.folder / LOCK, {"pid": gone.pid, "host": socket.gethostname()})
+    assert claim(cell) is None                                  # stale: taken over
+    release(cell)
