@@ -112,7 +112,7 @@ def cell_config(cfg: BenchmarkConfig, entry: MethodEntry, dataset: DatasetEntry,
     data = {**(values.get("data") or {}), **dataset.data, **_split_values(dataset), "modalities": mods}
     if spec.text_features:
         feats = dataset.features[features]
-        data.update({"text_source": "auto", "text_embeddings": None} if not feats else feats)
+        data.update({"text_source": "auto", "text_embeddings": None, **feats})   # nothing of the base's text
     values["data"] = data
     values.update(_imposed(cfg, spec.stage.config_class, run_dir))
     where = f"benchmark cell {dataset.name}/{features or spec.text_label}/{variant}/{entry.name}"
