@@ -16,7 +16,8 @@ Layers (a package may import only packages of a LOWER layer, or its own):
     3 erc.vad erc.graph erc.hrg    trained stages, side by side (and erc.baselines)
     4 erc.compare erc.online       the comparison builds on the V/A/D stage's models; online prediction
                                    and the service on the graph stage's causal models
-    5 erc.pipeline erc.cli         the top: chains and dispatches the stages
+    5 erc.pipeline erc.benchmark   the top: chains, benchmarks and dispatches the stages
+      erc.cli
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ LAYERS = {
     "erc.encoders": 2,
     "erc.vad": 3, "erc.graph": 3, "erc.hrg": 3, "erc.baselines": 3,
     "erc.compare": 4, "erc.online": 4,
-    "erc.pipeline": 5, "erc.cli": 5,
+    "erc.pipeline": 5, "erc.benchmark": 5, "erc.cli": 5,
 }
 
 

@@ -18,8 +18,7 @@ from erc.core.config import ConfigError
 from erc.core.errors import ErcError
 
 STAGE_CLIS = ("erc.vad.cli", "erc.data.cli", "erc.graph.cli", "erc.hrg.cli", "erc.baselines.cli", "erc.compare.cli",
-              "erc.online.cli",
-              "erc.pipeline",
+              "erc.online.cli", "erc.pipeline", "erc.benchmark.cli",
               "erc.core.results")
 
 # ConfigError covers erc.encoders.hf.EncoderLoadError; ErcError covers DataValidationError, damaged or

@@ -265,9 +265,11 @@ def test_pooling_max_and_fp8_from_yaml_are_refused(tmp_path):
         resolve_config(FinetuneConfig, {"mixed_precision": "fp8"})
 
 
-def test_every_shipped_config_file_loads_into_its_config(project_root):
+def test_every_shipped_config_file_loads_into_its_config(project_root, monkeypatch):
     """configs/*.yaml use the current names and sections (a stale key is an error naming it)."""
     from erc.baselines.config import BaselineTrainConfig
+    from erc.benchmark.config import BenchmarkConfig
+    from erc.benchmark.plan import cells
     from erc.compare.config import CompareConfig
     from erc.data.config import DialogueDataConfig
     from erc.graph.config import GraphTrainConfig
@@ -277,7 +279,7 @@ def test_every_shipped_config_file_loads_into_its_config(project_root):
 
     kinds = {"vad_iemocap": FinetuneConfig, "vad_emobank": FinetuneConfig, "compare_iemocap_finetune": FinetuneConfig, "compare_": CompareConfig,
              "graph_": GraphTrainConfig, "fusion_": DialogueDataConfig, "pipeline_": PipelineConfig,
-             "hrg_": HRGTrainConfig, "baseline_": BaselineTrainConfig}
+             "hrg_": HRGTrainConfig, "baseline_": BaselineTrainConfig, "benchmark_": BenchmarkConfig}
     files = sorted((project_root / "configs").glob("*.yaml"))
     loaded = []
     for path in files:
@@ -292,5 +294,8 @@ def test_every_shipped_config_file_loads_into_its_config(project_root):
                 build(cfg)
             for variant in cfg.graph_variants:
                 graph_config(cfg, variant)
+        if cls is BenchmarkConfig:       # every cell's stage config resolves (base configs, overrides)
+            monkeypatch.chdir(project_root)          # base config paths are relative to the working directory
+            assert cells(cfg)
         loaded.append(path.name)
     assert len(loaded) == len(files) - 1 and "graph_iemocap4.yaml" in loaded
