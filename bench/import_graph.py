@@ -13,7 +13,7 @@ Layers (a package may import only packages of a LOWER layer, or its own):
     0 erc.core                     config, I/O, run start-up, training harness, metrics
     1 erc.data                     corpora, dataset facts, splits, dialogue batches
     2 erc.encoders                 Hugging Face encoders, pooling, tiny offline encoder, embed
-    3 erc.vad erc.graph erc.hrg    trained stages, side by side
+    3 erc.vad erc.graph erc.hrg    trained stages, side by side (and erc.baselines)
     4 erc.compare erc.online       the comparison builds on the V/A/D stage's models; online prediction
                                    and the service on the graph stage's causal models
     5 erc.pipeline erc.benchmark   the top: chains, benchmarks and dispatches the stages
@@ -32,7 +32,7 @@ LAYERS = {
     "erc.core": 0,
     "erc.data": 1,
     "erc.encoders": 2,
-    "erc.vad": 3, "erc.graph": 3, "erc.hrg": 3,
+    "erc.vad": 3, "erc.graph": 3, "erc.hrg": 3, "erc.baselines": 3,
     "erc.compare": 4, "erc.online": 4,
     "erc.pipeline": 5, "erc.benchmark": 5, "erc.cli": 5,
 }

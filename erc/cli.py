@@ -17,7 +17,8 @@ import sys
 from erc.core.config import ConfigError
 from erc.core.errors import ErcError
 
-STAGE_CLIS = ("erc.vad.cli", "erc.data.cli", "erc.graph.cli", "erc.hrg.cli", "erc.compare.cli", "erc.online.cli",
+STAGE_CLIS = ("erc.vad.cli", "erc.data.cli", "erc.graph.cli", "erc.hrg.cli", "erc.baselines.cli", "erc.compare.cli",
+              "erc.online.cli",
               "erc.pipeline", "erc.benchmark.cli",
               "erc.core.results")
 

@@ -24,9 +24,9 @@ from erc.core.io import atomic_write_text, read_json
 from erc.core.runs import mean_std, seed_run_outputs
 
 METRICS = ("weighted_f1", "accuracy", "macro_f1", "ece")
-DESCRIPTION = ("Multi-seed runs side by side, and the one validation picks. RUN: a train-graph or train-hrg run "
-               "folder (its results.json, or the seeds finished so far), a pipeline folder (each train_graph*/ and "
-               "train_hrg/ in it), or NAME=FOLDER. Rows: validation metric (--select) and test metrics at each "
+DESCRIPTION = ("Multi-seed runs side by side, and the one validation picks. RUN: a train-graph, train-hrg or "
+               "train-baseline run folder (its results.json, or the seeds finished so far), a pipeline folder "
+               "(each train_graph*/ and train_hrg/ in it), or NAME=FOLDER. Rows: validation metric (--select) and test metrics at each "
                "seed's best validation epoch, mean ± sample std, and the run's text features. The run with the "
                "best mean validation score is marked; the test split takes no part in the choice.")
 SEED_DIR = re.compile(r"seed_(\d+)")
@@ -127,8 +127,8 @@ def read_run(folder: str | Path, name: str | None = None) -> RunResults:
         modalities = cfg.get("modalities") or data.get("modalities") or []
         planned = int(cfg["seeds"]) if "seeds" in cfg else None
     if not per_seed and not cfg.get("seeds"):
-        raise NotARunError(f"{folder}: not a train-graph or train-hrg run (no results.json, no seed_<k>/result.json, "
-                           "no config.yaml with seeds)")
+        raise NotARunError(f"{folder}: not a train-graph, train-hrg or train-baseline run (no results.json, no "
+                           "seed_<k>/result.json, no config.yaml with seeds)")
     return RunResults(name or str(folder), folder, dataset, list(modalities), text_features(cfg), per_seed,
                       planned, stage)
 

@@ -267,6 +267,7 @@ def test_pooling_max_and_fp8_from_yaml_are_refused(tmp_path):
 
 def test_every_shipped_config_file_loads_into_its_config(project_root, monkeypatch):
     """configs/*.yaml use the current names and sections (a stale key is an error naming it)."""
+    from erc.baselines.config import BaselineTrainConfig
     from erc.benchmark.config import BenchmarkConfig
     from erc.benchmark.plan import cells
     from erc.compare.config import CompareConfig
@@ -278,7 +279,7 @@ def test_every_shipped_config_file_loads_into_its_config(project_root, monkeypat
 
     kinds = {"vad_iemocap": FinetuneConfig, "vad_emobank": FinetuneConfig, "compare_iemocap_finetune": FinetuneConfig, "compare_": CompareConfig,
              "graph_": GraphTrainConfig, "fusion_": DialogueDataConfig, "pipeline_": PipelineConfig,
-             "hrg_": HRGTrainConfig, "benchmark_": BenchmarkConfig}
+             "hrg_": HRGTrainConfig, "baseline_": BaselineTrainConfig, "benchmark_": BenchmarkConfig}
     files = sorted((project_root / "configs").glob("*.yaml"))
     loaded = []
     for path in files:
@@ -286,7 +287,7 @@ def test_every_shipped_config_file_loads_into_its_config(project_root, monkeypat
             continue
         cls = next(c for prefix, c in kinds.items() if path.stem.startswith(prefix))
         # the flags its usage line in the file adds (text from `cli.py embed`)
-        flags = {"text_embeddings": "emb.npz"} if path.name.startswith("graph_cosmic_") else None
+        flags = {"text_embeddings": "emb.npz"} if path.name.startswith(("graph_cosmic_", "baseline_")) else None
         cfg = resolve_config(cls, flags, path)
         if cls is PipelineConfig:
             for build in (finetune_config, embed_config, graph_config, compare_config):

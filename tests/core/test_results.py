@@ -106,7 +106,7 @@ def test_cli_writes_table_and_plot_and_refuses_a_folder_that_is_not_a_run(tmp_pa
     assert main(["results", f"A={a}", f"B={b}", "--output", str(out), "--plot", str(png)]) == 0
     assert "**A** (selected)" in out.read_text() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "empty").mkdir()
-    for bad, message in ((tmp_path / "empty", "not a train-graph or train-hrg run"),
+    for bad, message in ((tmp_path / "empty", "not a train-graph, train-hrg or train-baseline run"),
                          (tmp_path / "missing", "no such run folder")):
         with pytest.raises(SystemExit) as err:
             main(["results", str(bad)])
