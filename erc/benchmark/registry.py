@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from erc.baselines.stage import TRAIN_BASELINE
 from erc.core.runs import StageSpec
 from erc.data.registry import DATASETS, MELD_EMOTIONS
 from erc.graph.cmerc_config import PAPER_DEFAULTS
@@ -57,8 +58,13 @@ def _cmerc_paper(dataset: str, modalities: list[str]) -> dict:
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("graph", TRAIN_GRAPH, _nothing, "GraphSmile-style graph model (erc.graph)"),
     Method("graph_cmerc", TRAIN_GRAPH, _cmerc_paper,
-           "graph model + CMERC curriculum, ranking and contrastive losses, paper settings (erc/graph/cmerc_config.py)"),
+           "graph model + CMERC curriculum, ranking and contrastive losses, paper settings "
+           "(erc/graph/cmerc_config.py)"),
     Method("hrg", TRAIN_HRG, _nothing, "HRG-SSA (erc.hrg): its backbone encodes the transcript", text_features=False),
+    Method("dialoguernn", TRAIN_BASELINE, _nothing, "DialogueRNN (erc.baselines)", fixed={"method": "dialoguernn"}),
+    Method("dialoguegcn", TRAIN_BASELINE, _nothing, "DialogueGCN (erc.baselines)", fixed={"method": "dialoguegcn"}),
+    Method("mlp", TRAIN_BASELINE, _nothing, "context-free MLP on each utterance's features (erc.baselines)",
+           fixed={"method": "mlp"}),
 )}
 
 

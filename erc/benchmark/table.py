@@ -31,7 +31,8 @@ PREDICTIONS = Path("best_model") / "test_predictions.csv"
 COLUMNS = ("dataset", "features", "modalities", "method", "stage", "status", "seeds",
            "test_weighted_f1_mean", "test_weighted_f1_std", "test_accuracy_mean", "test_accuracy_std",
            "test_macro_f1_mean", "test_macro_f1_std", "valid_weighted_f1_mean", "valid_weighted_f1_std",
-           "wall_seconds", "peak_rss_mib", "reference", "delta_weighted_f1", "ci_low", "ci_high", "p_value", "significance_note", "cell")
+           "wall_seconds", "peak_rss_mib", "reference", "delta_weighted_f1", "ci_low", "ci_high", "p_value",
+           "significance_note", "cell")
 
 
 def _read_predictions(path: Path) -> dict[str, list]:

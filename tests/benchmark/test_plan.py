@@ -110,7 +110,8 @@ def test_plan_skips_finished_resumes_unfinished_refuses_changed(tmp_path):
 def test_flags_override_the_yaml(tmp_path, project_root):
     cfg = resolve_config(BenchmarkConfig, {"seeds": 3, "output_dir": str(tmp_path / "b")},
                          project_root / "configs" / "benchmark_synthetic.yaml")
-    assert cfg.seeds == 3 and set(cfg.method_entries()) == {"graph", "graph_cmerc", "hrg"}
+    assert cfg.seeds == 3
+    assert set(cfg.method_entries()) == {"graph", "graph_cmerc", "hrg", "dialoguernn", "dialoguegcn", "mlp"}
     assert all(c.config.seeds == 3 for c in cells(cfg))
 
 
@@ -175,3 +176,19 @@ def test_one_process_per_cell_and_stale_locks_taken_over(tmp_path):
     write_json(cell.folder / LOCK, {"pid": gone.pid, "host": socket.gethostname()})
     assert claim(cell) is None                                  # stale: taken over
     release(cell)
+
+
+def test_baselines_are_one_entry_each_with_their_method_fixed(tmp_path, project_root, monkeypatch):
+    monkeypatch.chdir(project_root)
+    base = "configs/baseline_dialoguegcn_cosmic_iemocap.yaml"
+    cfg = _cfg(tmp_path, methods={"graph": {}, "dialoguernn": {}, "gcn": {"method": "dialoguegcn",
+                                                                           "configs": {"synthetic": base}},
+                                  "mlp": {"overrides": {"mlp_dims": [8]}}})
+    by = {c.method: c for c in cells(cfg) if c.features == "h32" and c.modalities == "text"}
+    assert {m: by[m].config.method for m in ("dialoguernn", "gcn", "mlp")} == {
+        "dialoguernn": "dialoguernn", "gcn": "dialoguegcn", "mlp": "mlp"}
+    assert all(by[m].spec.stage.name == "train-baseline" for m in ("dialoguernn", "gcn", "mlp"))
+    assert by["gcn"].config.data.dataset == "synthetic" and by["gcn"].config.data.hash_dim == 32   # the benchmark's
+    assert by["mlp"].config.mlp_dims == [8] and by["mlp"].config.seeds == 2
+    with pytest.raises(ConfigError, match=r"methods.mlp.overrides: method"):
+        cells(_cfg(tmp_path, methods={"graph": {}, "mlp": {"overrides": {"method": "dialoguernn"}}}))
