@@ -248,9 +248,9 @@ def build_splits(cfg, seed: int = 0, targets=("vad",), emotion_set: ClassSet | N
         if not target_mask(df, t, emotion_set).any():
             has = [n for n in ("vad", "emotion", "sentiment") if n != t and target_mask(
                 df, n, ClassSet("any", (), _AnyLabel(), "")).any()]
-            what = {"vad": "V/A/D", "emotion": f"emotion labels of the class set {getattr(emotion_set, 'name', '?')}",
-                    "sentiment": "sentiment"}[t]
-            raise ConfigError(f"field 'targets': {_source_name(cfg, fmt)} has no {what} labels, so target {t!r} "
+            what = {"vad": "V/A/D labels", "sentiment": "sentiment labels",
+                    "emotion": f"emotion label of the class set {getattr(emotion_set, 'name', '?')}"}[t]
+            raise ConfigError(f"field 'targets': {_source_name(cfg, fmt)} has no {what}, so target {t!r} "
                               f"cannot be trained on it (it has: {', '.join(has) or 'no labels'})")
     lab = training_mask(df, targets, emotion_set)
     keep = ["utterance_id", "dialogue_id", "text", "emotion", "sentiment"] + list(VAD_COLUMNS)

@@ -51,9 +51,11 @@ def _finetune_summary(cfg: FinetuneConfig, link: Callable[[Path], str]) -> list[
                      f"{format_cell(test.get(f'{d}_rmse'))} |")
     if "ccc" not in test:       # no V/A/D head
         lines = ["## Fine-tuning (test split, best validation epoch)", ""]
-    for head, what in (("emotion", f"Emotion head ({cfg.emotion_classes}"), ("sentiment", "Sentiment head (")):
+    for head, what in (("emotion", f"Emotion head ({cfg.emotion_classes}, {test.get('n_emotion')} test utterances "
+                                   "in its class set)"),
+                       ("sentiment", f"Sentiment head ({test.get('n_sentiment')} labelled test utterances)")):
         if f"n_{head}" in test:     # a classification head beside (or instead of) V/A/D
-            lines += ["", f"{what}, {test[f'n_{head}']} labelled test utterances): accuracy "
+            lines += ["", f"{what}: accuracy "
                           f"{format_cell(test.get(f'{head}_accuracy'))}, weighted F1 "
                           f"{format_cell(test.get(f'{head}_weighted_f1'))}, macro F1 "
                           f"{format_cell(test.get(f'{head}_macro_f1'))}."]
@@ -90,7 +92,8 @@ def _embed_summary(cfg: EmbedConfig, link: Callable[[Path], str]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for e in r["encoders"]:
         m = e.get("finetune_metrics") or {}
-        lines.append(f"| {e['name']} | {e['held_out_sessions'] or '-'} | {e['train_sessions']} | {e['dialogues']} | "
+        held = f"fold {e['held_out_fold']} (dialogues)" if e.get("held_out_fold") else (e['held_out_sessions'] or '-')
+        lines.append(f"| {e['name']} | {held} | {e['train_sessions'] or '-'} | {e['dialogues']} | "
                      f"{e['utterances']} | {format_cell((m.get('validation') or {}).get('ccc'))} | "
                      f"{format_cell((m.get('test') or {}).get('ccc'))} |")
     lines += ["", f"Files: [{record.name}]({link(record)}).", ""]

@@ -508,7 +508,7 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
         "metric_for_best": _selection_column(cfg), "best_value": state.best_value,
         "epochs_run": state.epoch, "stopped_early": state.stopped_early,
         "test_is_validation": splits.test_is_validation, "split": splits.mode, "sessions": splits.sessions,
-        "heads": list(best.heads),
+        "heads": list(best.heads), "loss_weights": cfg.resolved_weights(),
         "n_train": len(parts.tokenized["train"]), "n_validation": val["n"], "n_test": test["metrics"]["n"],
         "num_processes": accelerator.num_processes,
         "seconds_per_epoch": float(np.mean([r["epoch_seconds"] for r in state.log_rows])) if state.log_rows else None,
