@@ -323,7 +323,8 @@ def render_model_card(model_dir: str | Path, info: dict) -> str:
         lines += ["", "Overall CCC and Pearson r are the means over the three dimensions; RMSE and MAE pool them."]
     classes = [h for h in heads if h != "vad"]
     if classes:
-        lines += ["", "| head | accuracy | weighted F1 | macro F1 | labelled test utterances |", "|---|---|---|---|---|"]
+        lines += ["", "| head | accuracy | weighted F1 | macro F1 | labelled test utterances |",
+                  "|---|---|---|---|---|"]
         for h in classes:
             lines.append(f"| {h} | " + " | ".join(f"{_num(test.get(f'{h}_{m}'))} ({_num(val.get(f'{h}_{m}'))})"
                                                   for m in ("accuracy", "weighted_f1", "macro_f1"))

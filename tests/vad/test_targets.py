@@ -60,7 +60,8 @@ def test_loss_weights_flag_and_config_errors(tmp_path, tiny_encoder_dir):
     from erc.core.config import ConfigError, resolve_config
     from erc.vad.config import FinetuneConfig
 
-    cfg = resolve_config(FinetuneConfig, {"targets": ["emotion", "sentiment"], "loss_weights": "emotion=2 sentiment=0.5",
+    cfg = resolve_config(FinetuneConfig, {"targets": ["emotion", "sentiment"],
+                                          "loss_weights": "emotion=2 sentiment=0.5",
                                           "selection_metric": "sentiment_macro_f1"})
     assert cfg.loss_weights == {"emotion": 2.0, "sentiment": 0.5}
     with pytest.raises(ConfigError, match="loss_weights.*'vad' is not a target"):
@@ -313,7 +314,8 @@ def test_every_shipped_finetune_and_pipeline_config_plans(project_root, tmp_path
         assert cfg.model == "sentence-transformers/all-mpnet-base-v2"
     meld = resolve_config(FinetuneConfig, None, project_root / "configs" / "finetune_meld_mpnet.yaml")
     assert meld.resolved_targets() == ("emotion", "sentiment") and meld.data.dataset == "meld_csv"
-    for name, targets in (("pipeline_meld_mpnet", ("emotion", "sentiment")), ("pipeline_iemocap_mpnet", ("vad", "emotion"))):
+    for name, targets in (("pipeline_meld_mpnet", ("emotion", "sentiment")),
+                          ("pipeline_iemocap_mpnet", ("vad", "emotion"))):
         cfg = resolve_config(PipelineConfig, {"output_dir": str(tmp_path / name)},
                              project_root / "configs" / f"{name}.yaml")
         assert finetune_config(cfg).resolved_targets() == targets
