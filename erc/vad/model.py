@@ -1,4 +1,5 @@
-"""The V/A/D regressor: a pretrained ``AutoModel`` encoder, pooling, dropout, a linear head to 3.
+"""The V/A/D regressor: a pretrained ``AutoModel`` encoder, pooling, dropout, a linear head to 3 (and,
+optionally or instead, emotion and sentiment classification heads: docs/finetune.md).
 
 It is a ``transformers`` model: :class:`VADConfig` (``model_type = "erc-vad"``, the encoder's
 own config nested under ``encoder``) and :class:`VADRegressor` (a ``PreTrainedModel``), both
@@ -132,11 +133,15 @@ class VADRegressorOutput(ModelOutput):
 
 
 class VADRegressor(PreTrainedModel):
-    """Encoder -> pooling -> dropout -> Linear(hidden, 3); MSE on standardised targets.
+    """Encoder -> pooling -> dropout -> one linear head per target; the loss is their weighted sum.
 
-    ``forward(input_ids, attention_mask, labels=None)`` returns a :class:`VADRegressorOutput`
-    (dict-like: ``out["vad"]``, ``out["pred"]``, ``out["loss"]`` when ``labels``, on the
-    original scale with shape (B, 3), are given).
+    The heads (:attr:`heads`): ``vad`` Linear(hidden, 3) with MSE on standardised targets (absent when
+    ``config.target_names`` is empty), ``emotion`` / ``sentiment`` Linear(hidden, classes) with
+    cross-entropy (present when ``config.emotion_labels`` / ``sentiment_labels`` are set).
+    ``forward(input_ids, attention_mask, labels=None, emotion=None, sentiment=None)`` returns a
+    :class:`VADRegressorOutput` (dict-like: ``out["vad"]``, ``out["pred"]``, ``out["emotion_logits"]``,
+    ``out["sentiment_logits"]``, ``out["loss"]`` when targets are given; ``labels`` are V/A/D on the
+    original scale with shape (B, 3)).
     """
 
     config_class = VADConfig
