@@ -97,7 +97,8 @@ def finetune_run_config(model: str, config_path: str = "") -> tuple[FinetuneConf
 
 def training_sessions(ft: FinetuneConfig) -> tuple[dict[str, list[int]], dict[int, set[str]]]:
     """``({train, valid, test}: sessions, {training session: its dialogue ids})`` of a finetune config."""
-    from erc.vad.data import assign_splits, default_split, labeled_mask, load_vad_frame, session_sets
+    from erc.vad.data import (assign_splits, default_split, emotion_class_set, labeled_mask, load_vad_frame,
+                              session_sets, training_mask)
 
     df, fmt = load_vad_frame(ft.data, seed=ft.seed, require_labels="vad" in ft.resolved_targets())
     masks, mode = assign_splits(df, ft.data, seed=ft.seed, default_mode=default_split(fmt))
@@ -111,7 +112,9 @@ def training_sessions(ft: FinetuneConfig) -> tuple[dict[str, list[int]], dict[in
                           "(loso_validation: session, or train/valid/test sessions)")
     available = sorted(int(s) for s in df.loc[labeled_mask(df), "session"].unique())
     train, valid, test = session_sets(ft.data, available)
-    rows = df.loc[masks["train"] & labeled_mask(df), ["session", "dialogue_id"]]
+    targets = ft.resolved_targets()
+    emotion_set = emotion_class_set(ft.emotion_classes, ft.data.dataset) if "emotion" in targets else None
+    rows = df.loc[masks["train"] & training_mask(df, targets, emotion_set), ["session", "dialogue_id"]]
     by_session = {int(s): set(g["dialogue_id"].astype(str)) for s, g in rows.groupby("session")}
     return {"train": sorted(by_session), "valid": list(valid), "test": list(test)}, by_session
 

@@ -323,3 +323,25 @@ def test_every_shipped_finetune_and_pipeline_config_plans(project_root, tmp_path
         plans = plan(cfg)
         assert [p.name for p in plans][:3] == ["finetune", "embed", "train-graph"]
         assert plans[0].action == "run" and all(p.action == "redo" for p in plans[1:])   # they read its outputs
+
+
+def test_session_cross_fit_of_an_emotion_and_sentiment_model_holds_out_sessions(tmp_path, tiny_encoder_dir):
+    """Data with sessions cross-fits by session whatever the heads: each fold re-runs the same targets."""
+    from erc.core.config import config_from_dict, config_from_flat, load_yaml
+    from erc.vad.config import EmbedConfig, FinetuneConfig
+    from erc.vad.embed import run_embed
+    from erc.vad.train import run_finetune
+
+    run_finetune(_cfg(tmp_path, "ft", tiny_encoder_dir, synthetic_dialogues=20, targets=["emotion", "sentiment"],
+                      selection_metric="emotion_weighted_f1", train_sessions=[1, 2, 3], valid_sessions=[4],
+                      test_sessions=[5]))
+    out = tmp_path / "emb" / "emb.npz"
+    run_embed(config_from_flat(EmbedConfig, dataset="synthetic", synthetic_dialogues=20, num_threads=1,
+                               output=str(out), model=str(tmp_path / "ft" / "best_model"), cross_fit=3))
+    record = json.loads(out.with_name("emb.npz.cross_fit.json").read_text())
+    assert [e["held_out_sessions"] for e in record["encoders"]] == [[1], [2], [3], []]
+    for e in record["encoders"][:3]:
+        fold = config_from_dict(FinetuneConfig, load_yaml(tmp_path / "emb" / "cross_fit" / e["name"] / "config.yaml"))
+        assert fold.resolved_targets() == ("emotion", "sentiment")
+        assert fold.data.train_sessions == [s for s in (1, 2, 3) if s not in e["held_out_sessions"]]
+        assert e["finetune_metrics"]["test"]["emotion_weighted_f1"] >= 0.0
