@@ -111,6 +111,9 @@ class FinetuneConfig:
         if len(set(self.targets)) != len(self.targets):
             raise ConfigError(f"field 'targets': duplicates in {self.targets}")
         targets = self.resolved_targets()
+        if self.targets and self.emotion_loss_weight > 0 and "emotion" not in targets:
+            raise ConfigError(f"field 'emotion_loss_weight': {self.emotion_loss_weight} weighs an emotion head, but "
+                              f"targets are {list(targets)} (add emotion, or set its weight in loss_weights)")
         for name, w in self.loss_weights.items():
             if name not in targets:
                 raise ConfigError(f"field 'loss_weights': {name!r} is not a target (targets: {list(targets)})")

@@ -72,6 +72,8 @@ def test_loss_weights_flag_and_config_errors(tmp_path, tiny_encoder_dir):
         _cfg(tmp_path, "x", tiny_encoder_dir, targets=["vad", "emotion"], selection_metric="sentiment_macro_f1")
     with pytest.raises(ConfigError, match="selection_metric.*ccc scores the vad head"):
         _cfg(tmp_path, "x", tiny_encoder_dir, targets=["emotion"])                 # default selection: ccc
+    with pytest.raises(ConfigError, match="emotion_loss_weight.*weighs an emotion head, but targets are \\['vad'\\]"):
+        _cfg(tmp_path, "x", tiny_encoder_dir, targets=["vad"], emotion_loss_weight=0.5)
     with pytest.raises(ConfigError, match="loss_weights.*emotion expected > 0"):
         _cfg(tmp_path, "x", tiny_encoder_dir, targets=["vad", "emotion"], loss_weights={"emotion": 0.0})
 
