@@ -229,6 +229,24 @@ def _source_name(cfg, fmt: str) -> str:
     return f"dataset {cfg.dataset}" if getattr(cfg, "dataset", "") else f"--path {cfg.path} ({fmt})"
 
 
+def require_targets(df: pd.DataFrame, cfg, fmt: str, targets, emotion_set: ClassSet | None = None) -> None:
+    """Refuse a target the data has no label for, naming the data, the target and what it has."""
+    for t in targets:
+        if not target_mask(df, t, emotion_set).any():
+            has = [n for n in ("vad", "emotion", "sentiment") if n != t and target_mask(
+                df, n, ClassSet("any", (), _AnyLabel(), "")).any()]
+            what = {"vad": "V/A/D labels", "sentiment": "sentiment labels",
+                    "emotion": f"emotion label of the class set {getattr(emotion_set, 'name', '?')}"}[t]
+            raise ConfigError(f"field 'targets': {_source_name(cfg, fmt)} has no {what}, so target {t!r} "
+                              f"cannot be trained on it (it has: {', '.join(has) or 'no labels'})")
+
+
+def check_targets(cfg, targets, emotion_set: ClassSet | None = None, seed: int = 0) -> None:
+    """:func:`require_targets` on the data of ``cfg`` (an UtteranceDataConfig), before a run writes anything."""
+    df, fmt = load_vad_frame(cfg, seed=seed, require_labels="vad" in targets)
+    require_targets(df, cfg, fmt, targets, emotion_set)
+
+
 def build_splits(cfg, seed: int = 0, targets=("vad",), emotion_set: ClassSet | None = None) -> VADSplits:
     """Read ``cfg.path`` (an UtteranceDataConfig), split it, return labeled splits as ``datasets.Dataset``s.
 
@@ -244,14 +262,7 @@ def build_splits(cfg, seed: int = 0, targets=("vad",), emotion_set: ClassSet | N
     if held:
         masks["train"] = masks["train"] & ~df["dialogue_id"].astype(str).isin(held).to_numpy()
     test_is_val = bool((masks["validation"] & masks["test"]).any())
-    for t in targets:
-        if not target_mask(df, t, emotion_set).any():
-            has = [n for n in ("vad", "emotion", "sentiment") if n != t and target_mask(
-                df, n, ClassSet("any", (), _AnyLabel(), "")).any()]
-            what = {"vad": "V/A/D labels", "sentiment": "sentiment labels",
-                    "emotion": f"emotion label of the class set {getattr(emotion_set, 'name', '?')}"}[t]
-            raise ConfigError(f"field 'targets': {_source_name(cfg, fmt)} has no {what}, so target {t!r} "
-                              f"cannot be trained on it (it has: {', '.join(has) or 'no labels'})")
+    require_targets(df, cfg, fmt, targets, emotion_set)
     lab = training_mask(df, targets, emotion_set)
     keep = ["utterance_id", "dialogue_id", "text", "emotion", "sentiment"] + list(VAD_COLUMNS)
     out = {}

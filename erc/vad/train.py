@@ -38,7 +38,7 @@ from erc.core.runs import select_best
 from erc.data.context import frame_context
 from erc.data.registry import POLARITY, VAD_NAMES, ClassSet
 from erc.vad.card import finetune_card_info, write_model_card
-from erc.vad.data import build_splits, emotion_class_set
+from erc.vad.data import build_splits, check_targets, emotion_class_set
 from erc.vad.model import VADRegressor
 from erc.vad.plots import write_plots
 from erc.vad.stage import FINETUNE_IDENTITY, finetune_outputs
@@ -553,6 +553,10 @@ def run_finetune(cfg) -> dict:
 
         return run_folds(cfg)
     _selection_column(cfg)              # a bad selection metric fails before anything starts
+    targets = cfg.resolved_targets()
+    if targets != ("vad",) or cfg.data.dataset:   # a target the data does not have, too (V/A/D alone: as before)
+        check_targets(cfg.data, targets, emotion_class_set(cfg.emotion_classes, cfg.data.dataset)
+                      if "emotion" in targets else None, seed=cfg.seed)
     run = start_run(cfg, "finetune", FINETUNE_IDENTITY, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                     step_scheduler_with_optimizer=False)
     accelerator = run.accelerator

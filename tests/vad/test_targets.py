@@ -207,7 +207,7 @@ def test_a_meld_like_corpus_fine_tunes_on_emotion_and_sentiment(tmp_path, tiny_e
                                           "on it \\(it has: emotion, sentiment\\)"):
         run_finetune(_cfg(tmp_path, "bad", tiny_encoder_dir, dataset="meld_csv", path=str(meld_folder),
                           targets=["vad", "emotion"], emotion_classes="dataset"))
-    assert not (tmp_path / "bad" / "best_model").exists()
+    assert not (tmp_path / "bad").exists()                              # refused before anything is written
 
 
 def test_a_vad_only_table_trains_vad_and_refuses_sentiment(tmp_path, tiny_encoder_dir):
@@ -222,6 +222,7 @@ def test_a_vad_only_table_trains_vad_and_refuses_sentiment(tmp_path, tiny_encode
     with pytest.raises(ConfigError, match=f"--path {table} \\(table\\) has no sentiment labels, so target "
                                           "'sentiment' cannot be trained on it \\(it has: vad\\)"):
         run_finetune(_cfg(tmp_path, "no", tiny_encoder_dir, **base, targets=["vad", "sentiment"]))
+    assert not (tmp_path / "no").exists()
 
 
 # ------------------------------------------------------------------------------------------- cross-fit
