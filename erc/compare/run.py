@@ -259,6 +259,9 @@ def finetuned_setting(cfg, path: str, name_counts: dict[str, int], inp: SettingI
     if cached is None:
         t0 = time.time()
         reg = VADRegressor.from_pretrained(model_dir)
+        if "vad" not in reg.heads:
+            raise ConfigError(f"field 'finetuned': {model_dir} has no V/A/D head (heads: {', '.join(reg.heads)}); "
+                              "the comparison reads predicted V/A/D (fine-tune with targets including vad)")
         cached = {"pred_train": reg.predict(inp.train_texts, batch_size=cfg.batch_size),
                   "pred_test": reg.predict(inp.test_texts, batch_size=cfg.batch_size),
                   "embeddings_test": reg.embed(inp.tsne_texts, batch_size=cfg.batch_size)}

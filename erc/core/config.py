@@ -126,8 +126,17 @@ def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
             out = [_coerce(v, inner, source, path) for v in value]
             return out if origin is list else tuple(out)
         if origin is dict or tp is dict:
+            if isinstance(value, str):      # a flag: "key=value key2=value2" (or comma-separated)
+                pairs = [v.partition("=") for v in value.replace(",", " ").split() if v]
+                if any(not k or not sep for k, sep, _ in pairs):
+                    raise ValueError(value)
+                value = {k: v for k, _, v in pairs}
             if not isinstance(value, dict):
                 raise ValueError(value)
+            args = typing.get_args(tp)
+            if len(args) == 2:
+                return {_coerce(k, args[0], source, path): _coerce(v, args[1], source, f"{path}.{k}")
+                        for k, v in value.items()}
             return dict(value)
     except (TypeError, ValueError):
         raise ConfigError(

@@ -96,7 +96,16 @@ class UtteranceDataConfig:
 
     path: str = field(default="synthetic", metadata=_h(
         "'synthetic' (built-in corpus), an IEMOCAP release root, EmoBank's emobank.csv, "
-        "or any CSV/JSONL/Parquet table"))
+        "or any CSV/JSONL/Parquet table; with --dataset: that dataset's file ('synthetic' = its registry default)"))
+    dataset: str = field(default="", metadata=_h(
+        "read a registered dialogue corpus (erc.data.registry, e.g. meld_csv, cosmic_meld) through its reader: "
+        "its texts, emotion and sentiment labels and its own train/dev/test split ('' = read --path by --format)",
+        choices=("", *DATASETS)))
+    train_dialogue_folds: int = field(default=0, metadata=_h(
+        "with held_out_fold: cut the training split's dialogues into this many seeded folds (seed: the run's "
+        "seed) and train without one of them (embed --cross-fit on data without sessions; 0 = off)"))
+    held_out_fold: int = field(default=0, metadata=_h(
+        "the fold (1..train_dialogue_folds) left out of training (0 = none)"))
     format: str = field(default="auto", metadata=_h(
         "how to read --path (auto: synthetic / folder = IEMOCAP / emobank.csv / other table)",
         choices=DATA_FORMATS))

@@ -57,17 +57,31 @@ class VADPredictor:
 
     def __call__(self, texts: str | Sequence[str], as_frame: bool = False, dialogue_ids: Sequence | None = None,
                  speakers: Sequence | None = None) -> dict | list[dict] | pd.DataFrame:
-        """One dict per text (``text`` + one float per dimension); a single string gives one dict.
+        """One dict per text (``text`` + one float per dimension, and for a model with an emotion / sentiment
+        head its class and probability: ``emotion``, ``emotion_prob`` ...); a single string gives one dict.
 
         ``as_frame=True`` returns a ``pandas.DataFrame`` with the same columns instead.
         ``dialogue_ids`` / ``speakers``: see :meth:`predict`.
         """
         single = isinstance(texts, str)
         items = _as_list(texts)
-        values = self.predict(items, dialogue_ids, speakers)
-        rows = [{"text": t, **{d: float(v) for d, v in zip(self.target_names, row)}} for t, row in zip(items, values)]
+        if self.model.heads == ("vad",):
+            values = self.predict(items, dialogue_ids, speakers)
+            rows = [{"text": t, **{d: float(v) for d, v in zip(self.target_names, row)}}
+                    for t, row in zip(items, values)]
+            columns = ["text", *self.target_names]
+        else:          # every head: V/A/D values, then the emotion / sentiment class and its probability
+            from erc.vad.predict import prediction_rows
+
+            out = self.model.predict_heads(items, batch_size=self.batch_size, dialogue_ids=dialogue_ids,
+                                           speakers=speakers)
+            rows, columns = prediction_rows(self.model, items, out)
+            for r in rows:
+                r["text"] = r.pop("utterance_id")
+            columns = ["text", *columns[1:]]
+            rows = [{c: r[c] for c in columns} for r in rows]
         if as_frame:
-            return pd.DataFrame(rows, columns=["text", *self.target_names])
+            return pd.DataFrame(rows, columns=columns)
         return rows[0] if single else rows
 
 

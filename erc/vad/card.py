@@ -63,6 +63,17 @@ DATA_FACTS: dict[str, dict[str, str]] = {
                   "nothing about emotion in real language. Do not use this model for anything but trying "
                   "the toolkit.",
     },
+    "meld": {
+        "name": "MELD",
+        "about": "MELD, the Multimodal EmotionLines Dataset (Poria et al., 2019): about 13,700 utterances of "
+                 "1,433 multi-party dialogues from the TV series Friends, each labelled with one of 7 emotions "
+                 "(neutral, surprise, fear, sadness, joy, disgust, anger) and a sentiment (negative, neutral, "
+                 "positive). This model reads the transcripts only.",
+        "limits": "MELD is scripted television dialogue of one sitcom: its humour, wording and speakers differ "
+                  "from everyday conversation and from written text. Its classes are imbalanced (neutral is "
+                  "almost half the utterances; fear and disgust are rare), so rare emotions are predicted "
+                  "poorly. It has no V/A/D ratings.",
+    },
     "table": {
         "name": "a user-supplied table",
         "about": "A table of texts with V/A/D ratings supplied by the user (see the data source below).",
@@ -76,6 +87,11 @@ GENERAL_LIMITS = (
     "model can reach. The head is linear, so predictions can fall slightly outside the 1-5 scale. The "
     "model reads one utterance at a time, in English, and was not evaluated for fairness across "
     "speakers, dialects or demographic groups."
+)
+CLASS_LIMITS = (
+    "Emotion and sentiment labels are subjective: annotators agree only moderately, which bounds the "
+    "accuracy any model can reach. The model reads one utterance (with the context turns it was trained with) "
+    "in English, and was not evaluated for fairness across speakers, dialects or demographic groups."
 )
 INTENDED_USE = (
     "Research on dimensional emotion in text and conversation: V/A/D estimates and utterance embeddings "
@@ -116,8 +132,11 @@ def finetune_card_info(cfg: Any, result: dict) -> dict:
     """``info`` for :func:`write_model_card` from a finetune config and ``run_finetune``'s result dict."""
     flat = _flat(cfg)
     data = str(_pick(flat, "data.path", "data.data", "data", default=""))
-    fmt = _pick(flat, "data_format", "data.data_format", default="auto")
-    if fmt == "auto":
+    fmt = _pick(flat, "data_format", "data.data_format", "data.format", default="auto")
+    dataset = _pick(flat, "data.dataset", default="")
+    if dataset:        # a registered corpus read through its reader
+        data, fmt = (f"dataset {dataset}" + (f" ({data})" if data not in ("", "synthetic") else "")), dataset
+    elif fmt == "auto":
         try:
             fmt = detect_format(data)
         except ValueError:
@@ -136,6 +155,8 @@ def finetune_card_info(cfg: Any, result: dict) -> dict:
         else:
             split = (f"by session: train {_pick(flat, 'train_sessions')}, validation "
                      f"{_pick(flat, 'valid_sessions', 'val_sessions')}, test {_pick(flat, 'test_sessions')}")
+    elif mode == "column" and dataset:
+        split = f"the corpus's own train / validation (dev) / test split ({dataset})"
     elif mode == "column":
         split = f"by the table's split column ('{_pick(flat, 'split_column', default='split')}')"
     elif mode == "dialogue":
@@ -152,6 +173,8 @@ def finetune_card_info(cfg: Any, result: dict) -> dict:
         "data": data,
         "data_format": fmt,
         "split": split,
+        "heads": result.get("heads") or ["vad"],
+        "loss_weights": result.get("loss_weights") or {},
         "n_train": result.get("n_train"), "n_validation": result.get("n_validation"),
         "n_test": result.get("n_test"),
         "training": {
@@ -189,40 +212,77 @@ def _is_hub_name(name: str) -> bool:
     return bool(name) and not name.startswith(("builtin:", "/", ".", "~")) and not Path(name).exists()
 
 
+def _facts(fmt: str) -> dict[str, str]:
+    if fmt in DATA_FACTS:
+        return DATA_FACTS[fmt]
+    return DATA_FACTS["meld"] if "meld" in str(fmt) else DATA_FACTS["table"]
+
+
+HEAD_TITLES = {"vad": "V/A/D regression", "emotion": "emotion classification", "sentiment": "sentiment classification"}
+
+
 def card_metadata(info: dict) -> ModelCardData:
-    """The YAML header: tags, base model, and ``model-index`` with the test results."""
-    facts = DATA_FACTS.get(info.get("data_format", ""), DATA_FACTS["table"])
+    """The YAML header: tags, base model, and ``model-index`` with the test results of every head."""
+    facts = _facts(info.get("data_format", ""))
     test = info.get("test") or {}
+    heads = info.get("heads") or ["vad"]
     results = [
         EvalResult(task_type="text-classification", task_name="V/A/D regression",
                    dataset_type=info.get("data_format", "table"), dataset_name=facts["name"], dataset_split="test",
                    metric_type=metric, metric_name=f"{d} {label}", metric_value=float(test[f"{d}_{metric}"]))
         for d in VAD_NAMES for metric, label in (("ccc", "CCC"), ("pearson", "Pearson r"), ("rmse", "RMSE"))
         if isinstance(test.get(f"{d}_{metric}"), float) and math.isfinite(test[f"{d}_{metric}"])
+    ] + [
+        EvalResult(task_type="text-classification", task_name=HEAD_TITLES[h],
+                   dataset_type=info.get("data_format", "table"), dataset_name=facts["name"], dataset_split="test",
+                   metric_type=metric, metric_name=f"{h} {label}", metric_value=float(test[f"{h}_{metric}"]))
+        for h in heads if h != "vad"
+        for metric, label in (("weighted_f1", "weighted F1"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"))
+        if isinstance(test.get(f"{h}_{metric}"), float) and math.isfinite(test[f"{h}_{metric}"])
     ]
     encoder = info.get("encoder", "")
+    tags = ["erc-toolkit", "emotion"] + (["valence-arousal-dominance", "regression"] if "vad" in heads else []) + \
+        (["sentiment"] if "sentiment" in heads else [])
     return ModelCardData(
         language="en", library_name="transformers", pipeline_tag="text-classification",
-        tags=["erc-toolkit", "emotion", "valence-arousal-dominance", "regression"],
-        base_model=encoder if _is_hub_name(encoder) else None,
-        model_name="V/A/D regressor", eval_results=results or None,
+        tags=tags, base_model=encoder if _is_hub_name(encoder) else None,
+        model_name="V/A/D regressor" if list(heads) == ["vad"] else "erc-toolkit " + " + ".join(heads) + " model",
+        eval_results=results or None,
     )
+
+
+def _head_sentence(heads: list[str]) -> str:
+    parts = {"vad": "**valence, arousal and dominance** (on the scale of the training data, 1-5 for IEMOCAP "
+                    "and EmoBank)", "emotion": "the **emotion** class", "sentiment": "the **sentiment** "
+                                                                                       "(negative, neutral, positive)"}
+    named = [parts[h] for h in heads]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
 
 
 def render_model_card(model_dir: str | Path, info: dict) -> str:
     """The card's text (YAML header + Markdown) for ``info`` (keys as in :func:`finetune_card_info`)."""
     model_dir = Path(model_dir)
     fmt = info.get("data_format", "table")
-    facts = DATA_FACTS.get(fmt, DATA_FACTS["table"])
+    facts = _facts(fmt)
+    heads = list(info.get("heads") or ["vad"])
     test, val, tr = info.get("test") or {}, info.get("validation") or {}, info.get("training") or {}
+    title = "V/A/D regressor" if heads == ["vad"] else " + ".join(HEAD_TITLES[h] for h in heads)
+    head_text = {"vad": "a linear V/A/D head trained by MSE on standardised targets",
+                 "emotion": "a linear emotion head (cross-entropy)", "sentiment": "a linear sentiment head "
+                                                                                  "(cross-entropy)"}
+    weights = info.get("loss_weights") or {}
     lines = ["---", card_metadata(info).to_yaml(), "---", "",
-             "# V/A/D regressor (erc-toolkit)", "",
-             f"Predicts **valence, arousal and dominance** of an English utterance from its text, on the "
-             f"scale of the training data (1-5 for IEMOCAP and EmoBank). Encoder `{info.get('encoder', '?')}` "
-             f"({info.get('pooling', 'cls')} pooling, at most {info.get('max_length', '?')} tokens) with a "
-             "linear head trained by MSE on standardised targets; the target scaler (fitted on the training "
-             "split) is stored with the weights and undone at prediction time.", ""]
-    scaler = _scaler(model_dir)
+             f"# {title} (erc-toolkit)", "",
+             f"Predicts {_head_sentence(heads)} of an English utterance from its text. Encoder "
+             f"`{info.get('encoder', '?')}` ({info.get('pooling', 'cls')} pooling, at most "
+             f"{info.get('max_length', '?')} tokens) with one head per target: "
+             + "; ".join(head_text[h] + (f" (loss weight {weights[h]})" if h in weights and len(heads) > 1 else "")
+                         for h in heads) + "."
+             + (" The target scaler (fitted on the training split) is stored with the weights and undone at "
+                "prediction time." if "vad" in heads else ""), ""]
+    lines += ["Heads: " + ", ".join(f"`{h}`" for h in heads) + " (`config.json`: `target_names`, "
+              "`emotion_labels`, `sentiment_labels`).", ""]
+    scaler = _scaler(model_dir) if "vad" in heads else None
     if scaler is not None:
         mean, std = scaler
         lines += ["Training-split scaler: " + ", ".join(
@@ -230,11 +290,12 @@ def render_model_card(model_dir: str | Path, info: dict) -> str:
     lines += ["## How to use", "", "```python",
               "from erc.vad import VADPredictor            # also registers the model with transformers' Auto classes",
               f'predict = VADPredictor.from_pretrained("{model_dir.name}")',
-              'predict(["I can\'t believe it!"])             # [{"valence": ..., "arousal": ..., "dominance": ...}]',
+              'predict(["I can\'t believe it!"])             # [{"text": ..., one value per head output}]',
               "", "from transformers import AutoModel, pipeline",
               f'model = AutoModel.from_pretrained("{model_dir.name}")   # a VADRegressor (registered by the import above)',
               f'pipe = pipeline("text-classification", model="{model_dir.name}", function_to_apply="none", top_k=None)',
-              "```", "", "Command line: `erc predict --model-dir THIS_FOLDER --input texts.csv --output vad.csv`.", "",
+              "```", "", "Command line: `erc predict --model-dir THIS_FOLDER --input texts.csv --output out.csv` "
+              "(one column per V/A/D dimension, the predicted class of each classification head).", "",
               "## Training data", "", f"{facts['about']}", "", f"Source: `{info.get('data', '?')}` (read as {fmt}).",
               "", "## Split", "", f"{info.get('split', '?')}. Labeled utterances: train {info.get('n_train', '?')}, "
               f"validation {info.get('n_validation', '?')}, test {info.get('n_test', '?')}. The epoch was chosen "
@@ -251,16 +312,25 @@ def render_model_card(model_dir: str | Path, info: dict) -> str:
     if info.get("command"):
         lines += ["", f"Command: `{info['command']}`; the run folder holds `config.yaml`, `train_log.csv` "
                       "and `metrics.json`."]
-    lines += ["", "## Evaluation", "",
-              "Test split, model of the best validation epoch (validation in brackets):", "",
-              "| dimension | CCC | Pearson r | RMSE | MAE |", "|---|---|---|---|---|"]
-    for d in (*VAD_NAMES, None):
-        key = (lambda m: f"{d}_{m}") if d else (lambda m: m)
-        lines.append(f"| {d or 'mean / overall'} | " + " | ".join(
-            f"{_num(test.get(key(m)))} ({_num(val.get(key(m)))})" for m in ("ccc", "pearson", "rmse", "mae")) + " |")
-    lines += ["", "Overall CCC and Pearson r are the means over the three dimensions; RMSE and MAE pool them.",
-              "", "## Intended use", "", INTENDED_USE, "", f"Out of scope: {OUT_OF_SCOPE}", "",
-              "## Limitations", "", facts["limits"], "", GENERAL_LIMITS, ""]
+    lines += ["", "## Evaluation", "", "Test split, model of the best validation epoch (validation in brackets):"]
+    if "vad" in heads:
+        lines += ["", "| dimension | CCC | Pearson r | RMSE | MAE |", "|---|---|---|---|---|"]
+        for d in (*VAD_NAMES, None):
+            key = (lambda m: f"{d}_{m}") if d else (lambda m: m)
+            lines.append(f"| {d or 'mean / overall'} | " + " | ".join(
+                f"{_num(test.get(key(m)))} ({_num(val.get(key(m)))})" for m in ("ccc", "pearson", "rmse", "mae"))
+                + " |")
+        lines += ["", "Overall CCC and Pearson r are the means over the three dimensions; RMSE and MAE pool them."]
+    classes = [h for h in heads if h != "vad"]
+    if classes:
+        lines += ["", "| head | accuracy | weighted F1 | macro F1 | labelled test utterances |",
+                  "|---|---|---|---|---|"]
+        for h in classes:
+            lines.append(f"| {h} | " + " | ".join(f"{_num(test.get(f'{h}_{m}'))} ({_num(val.get(f'{h}_{m}'))})"
+                                                  for m in ("accuracy", "weighted_f1", "macro_f1"))
+                         + f" | {test.get(f'n_{h}', '-')} |")
+    lines += ["", "## Intended use", "", INTENDED_USE, "", f"Out of scope: {OUT_OF_SCOPE}", "",
+              "## Limitations", "", facts["limits"], "", GENERAL_LIMITS if "vad" in heads else CLASS_LIMITS, ""]
     return "\n".join(lines)
 
 

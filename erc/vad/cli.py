@@ -36,10 +36,11 @@ def _convert(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands."""
     add_stage_command(subparsers, "finetune", FinetuneConfig, _finetune,
-                      help="fine-tune an encoder to predict Valence/Arousal/Dominance "
-                           "(run with `accelerate launch cli.py finetune ...`)")
+                      help="fine-tune an encoder on V/A/D, emotion, sentiment or any combination (one head "
+                           "each; --targets, docs/finetune.md; run with `accelerate launch cli.py finetune ...`)")
     add_stage_command(subparsers, "predict", PredictConfig, _predict,
-                      help="predict V/A/D for a CSV of texts, a text file or an IEMOCAP root")
+                      help="predict with a fine-tuned model (V/A/D, emotion, sentiment: the heads it has) for a "
+                           "CSV of texts, a text file or an IEMOCAP root")
     add_stage_command(subparsers, "embed", EmbedConfig, _embed,
                       help="write utterance embeddings (.npz keyed by utterance id and dialogue/position)")
     p = subparsers.add_parser("convert-vad", help="rewrite a V/A/D model folder of the old layout "

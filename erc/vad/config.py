@@ -14,12 +14,21 @@ from dataclasses import dataclass, field
 from erc.core.config import MIXED_PRECISION, RESUME_HELP, ConfigError, check_resume
 from erc.core.runs import ALLOW_CONFIG_CHANGE_HELP, OVERWRITE_HELP, REPORT_TO, REPORT_TO_HELP
 from erc.data.config import UtteranceDataConfig
-from erc.data.registry import CLASS_SETS, DATASETS
+from erc.data.registry import CLASS_SETS, DATASETS, VAD_NAMES
 from erc.encoders import POOLINGS
 
-#: Validation metrics (columns ``val_<name>`` of train_log.csv) that can pick the best epoch.
-SELECTION_METRICS = ("ccc", "pearson", "loss", "mse", "rmse", "mae",
-                     "emotion_weighted_f1", "emotion_accuracy", "emotion_macro_f1")   # emotion_*: the multi-task head
+#: What ``finetune`` can learn: one head per target (V/A/D regression, emotion and sentiment classes).
+TARGETS = ("vad", "emotion", "sentiment")
+#: The classification heads' validation scores (``val_<head>_<score>`` in train_log.csv).
+CLASS_SCORES = ("accuracy", "weighted_f1", "macro_f1")
+#: V/A/D validation metrics: overall (mean over the dimensions), per dimension, and the pooled errors.
+VAD_SELECTION = ("ccc", "pearson", "mean_ccc", "mean_pearson", "mse", "rmse", "mae",
+                 *(f"{d}_{m}" for d in VAD_NAMES for m in ("ccc", "pearson")))
+#: Validation metrics (columns ``val_<name>`` of train_log.csv) that can pick the best epoch: ``loss``, a
+#: V/A/D metric (needs the vad target), ``emotion_*`` / ``sentiment_*`` (need that head).
+SELECTION_METRICS = ("loss", *VAD_SELECTION, *(f"{t}_{m}" for t in ("emotion", "sentiment") for m in CLASS_SCORES))
+#: ``emotion_classes``: a registry class set, or ``dataset``: the labels of ``data.dataset`` (MELD's 7 ...).
+EMOTION_CLASS_CHOICES = (*CLASS_SETS, "dataset")
 
 
 def _h(text: str, **kw) -> dict:
@@ -28,7 +37,7 @@ def _h(text: str, **kw) -> dict:
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tune an encoder + linear head to predict V/A/D (``cli.py finetune``)."""
+    """Fine-tune an encoder with one linear head per target: V/A/D, emotion, sentiment (``cli.py finetune``)."""
 
     data: UtteranceDataConfig = field(default_factory=UtteranceDataConfig, metadata=_h(
         "where utterances come from and how they are split"))
@@ -41,12 +50,21 @@ class FinetuneConfig:
         "previous turns of the dialogue read with each utterance (speaker-tagged, the target marked; "
         "cut from the far side first; saved with the model). 0 = the utterance alone"))
     context_future: int = field(default=0, metadata=_h("following turns read with each utterance (as context_past)"))
+    targets: list[str] = field(default_factory=list, metadata=_h(
+        "heads to train, any of vad, emotion, sentiment (one head each; the loss is the weighted sum of "
+        "theirs). Empty: vad, plus emotion when emotion_loss_weight > 0 (the older multi-task setting)",
+        choices=TARGETS))
+    loss_weights: dict[str, float] = field(default_factory=dict, metadata=_h(
+        "weight of each target's loss (YAML mapping, or the flag as 'emotion=1.0 sentiment=0.5'); a target "
+        "not named weighs 1.0 (emotion: emotion_loss_weight when that is > 0)"))
     emotion_loss_weight: float = field(default=0.0, metadata=_h(
         "multi-task: weight of an emotion-classification head's cross-entropy beside the V/A/D loss "
-        "(trained on the training split; 0 = no head)"))
+        "(trained on the training split; 0 = no head). Older spelling of targets [vad, emotion] with "
+        "loss_weights {emotion: W}"))
     emotion_classes: str = field(default="iemocap6", metadata=_h(
-        "class set of the emotion head (registry CLASS_SETS); utterances outside it add no emotion loss",
-        choices=tuple(CLASS_SETS)))
+        "class set of the emotion head (registry CLASS_SETS, or 'dataset': the labels of data.dataset); "
+        "utterances outside it add no emotion loss",
+        choices=EMOTION_CLASS_CHOICES))
     folds: list[int] = field(default_factory=list, metadata=_h(
         "leave-one-session-out over these sessions: one run per fold (test = the session, validation = "
         "the session before it, train = the rest) in output_dir/fold_K, then folds_summary.json / .md "
@@ -65,7 +83,9 @@ class FinetuneConfig:
     drop_last: bool = field(default=False, metadata=_h("drop the last incomplete training batch"))
     seed: int = field(default=42, metadata=_h("random seed"))
     selection_metric: str = field(default="ccc", metadata=_h(
-        "validation metric that picks the best epoch", choices=SELECTION_METRICS))
+        "validation metric that picks the best epoch (ccc / pearson: the mean over V/A/D; "
+        "valence_ccc ...; emotion_weighted_f1, sentiment_macro_f1 ...: a classification head's)",
+        choices=SELECTION_METRICS))
     early_stopping_patience: int = field(default=0, metadata=_h(
         "stop after this many epochs without improvement (0 = off)"))
     checkpointing_steps: int = field(default=0, metadata=_h(
@@ -88,9 +108,28 @@ class FinetuneConfig:
                 raise ConfigError(f"field '{name}': expected >= 1, got {getattr(self, name)}")
         if self.emotion_loss_weight < 0:
             raise ConfigError(f"field 'emotion_loss_weight': expected >= 0, got {self.emotion_loss_weight}")
-        if self.selection_metric.startswith("emotion_") and self.emotion_loss_weight <= 0:
-            raise ConfigError(f"field 'selection_metric': {self.selection_metric} scores the emotion head, which "
-                              "needs emotion_loss_weight > 0")
+        if len(set(self.targets)) != len(self.targets):
+            raise ConfigError(f"field 'targets': duplicates in {self.targets}")
+        targets = self.resolved_targets()
+        if self.targets and self.emotion_loss_weight > 0 and "emotion" not in targets:
+            raise ConfigError(f"field 'emotion_loss_weight': {self.emotion_loss_weight} weighs an emotion head, but "
+                              f"targets are {list(targets)} (add emotion, or set its weight in loss_weights)")
+        for name, w in self.loss_weights.items():
+            if name not in targets:
+                raise ConfigError(f"field 'loss_weights': {name!r} is not a target (targets: {list(targets)})")
+            if not w > 0:
+                raise ConfigError(f"field 'loss_weights': {name} expected > 0, got {w}")
+        if self.emotion_classes == "dataset" and "emotion" in targets and not self.data.dataset:
+            raise ConfigError("field 'emotion_classes': 'dataset' takes the labels of data.dataset, which is not set")
+        metric = self.selection_metric
+        head = metric.split("_")[0] if metric.startswith(("emotion_", "sentiment_")) else \
+            (None if metric == "loss" else "vad")
+        if head is not None and head not in targets:
+            if head == "emotion" and not self.targets:
+                raise ConfigError(f"field 'selection_metric': {metric} scores the emotion head, which "
+                                  "needs emotion_loss_weight > 0 (or targets with emotion)")
+            raise ConfigError(f"field 'selection_metric': {metric} scores the {head} head, but targets are "
+                              f"{list(targets)}")
         for name in ("context_past", "context_future"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"field '{name}': expected >= 0 turns, got {getattr(self, name)}")
@@ -99,6 +138,20 @@ class FinetuneConfig:
         if self.lr < 0:
             raise ConfigError(f"field 'lr': expected >= 0, got {self.lr}")
         check_resume(self.resume)
+
+    def resolved_targets(self) -> tuple[str, ...]:
+        """The heads this run trains, in :data:`TARGETS` order (``targets``, or the older vad [+ emotion])."""
+        if self.targets:
+            return tuple(t for t in TARGETS if t in self.targets)
+        return ("vad", "emotion") if self.emotion_loss_weight > 0 else ("vad",)
+
+    def resolved_weights(self) -> dict[str, float]:
+        """Loss weight of each target: ``loss_weights``, else emotion_loss_weight for emotion (if > 0), else 1."""
+        out = {}
+        for t in self.resolved_targets():
+            default = self.emotion_loss_weight if t == "emotion" and self.emotion_loss_weight > 0 else 1.0
+            out[t] = float(self.loss_weights.get(t, default))
+        return out
 
 
 @dataclass
@@ -112,7 +165,7 @@ class PredictConfig:
     input: str = field(default="", metadata=_h(
         "CSV of texts (text column --text-column), a .txt file (one text per line), or an IEMOCAP root"))
     output: str = field(default="predictions.csv", metadata=_h(
-        "output CSV (utterance_id, valence, arousal, dominance)"))
+        "output CSV (utterance_id, then valence, arousal, dominance / emotion / sentiment: the model's heads)"))
     batch_size: int = field(default=64, metadata=_h("inference batch size"))
 
 

@@ -18,10 +18,20 @@ without it:
   every other utterance (validation and test dialogues, sessions the fine-tuning did not train
   on) by ``--model`` itself, so the test features are those of plain ``embed``.
 
+Data without sessions (MELD, EmoBank, tables: every ``session`` is -1) holds out dialogues instead:
+the fine-tuning's training dialogues are cut into K folds by a permutation seeded by the fine-tuning's
+seed (:func:`erc.vad.data.dialogue_folds`), fold k re-runs the fine-tuning with
+``data.train_dialogue_folds = K``, ``data.held_out_fold = k`` (the same validation and test split,
+training on the other folds) into ``<cross_fit_dir>/fold_k``, and embeds fold k's dialogues.
+Either way no training or validation dialogue of the graph stage is embedded by an encoder that
+trained on it (validation dialogues are embedded by the full model, which only selected on them).
+
 Dialogues are matched by dialogue id (IEMOCAP's ``Ses01F_impro01`` in the release and in the
-COSMIC pickle alike). ``<output>.cross_fit.json`` records, for each encoder, the sessions it
-trained on and held out, how many dialogues and utterances it embedded, and its fine-tuning
-metrics. Session splits only (IEMOCAP and tables with a session column).
+COSMIC pickle alike; MELD's ``0`` ... in the COSMIC pickle, so a MELD fine-tuning that feeds
+COSMIC MELD reads that pickle, ``data.dataset: cosmic_meld``). ``<output>.cross_fit.json``
+records, for each encoder, the sessions (or the fold) it trained on and held out, how many
+dialogues and utterances it embedded, and its fine-tuning metrics. Data with sessions must be
+split by session.
 """
 from __future__ import annotations
 
@@ -52,6 +62,7 @@ class FoldPlan:
     train_sessions: list[int]
     dialogues: set[str]
     metrics: dict | None = None
+    fold: int = 0                   # dialogue folds: the fold of training dialogues held out (0 = session folds)
 
 
 def fold_groups(sessions: Sequence[int], k: int) -> list[list[int]]:
@@ -86,22 +97,24 @@ def finetune_run_config(model: str, config_path: str = "") -> tuple[FinetuneConf
 
 def training_sessions(ft: FinetuneConfig) -> tuple[dict[str, list[int]], dict[int, set[str]]]:
     """``({train, valid, test}: sessions, {training session: its dialogue ids})`` of a finetune config."""
-    from erc.data.utterance_dataset import load_frame_cached
-    from erc.data.utterances import SOURCES
-    from erc.vad.data import assign_splits, labeled_mask, session_sets
+    from erc.vad.data import (assign_splits, default_split, emotion_class_set, labeled_mask, load_vad_frame,
+                              session_sets, training_mask)
 
-    df, fmt = load_frame_cached(ft.data, require_labels=True)
-    masks, mode = assign_splits(df, ft.data, seed=ft.seed, default_mode=SOURCES[fmt]["split"])
+    df, fmt = load_vad_frame(ft.data, seed=ft.seed, require_labels="vad" in ft.resolved_targets())
+    masks, mode = assign_splits(df, ft.data, seed=ft.seed, default_mode=default_split(fmt))
     if mode != "session":
         raise ConfigError(f"field 'cross_fit': the fine-tuning of {ft.data.path} splits by {mode}; cross-fitting "
-                          "holds out training sessions and needs a session split (IEMOCAP)")
+                          "holds out training sessions and needs a session split (IEMOCAP; data without "
+                          "sessions, such as MELD, cross-fits by folds of training dialogues)")
     if ft.data.leave_one_session_out and ft.data.loso_validation == "slice":
         raise ConfigError("field 'cross_fit': the fine-tuning validates on a slice of its training sessions' "
                           "dialogues; cross-fitting keeps a fine-tuning's validation sessions and needs whole ones "
                           "(loso_validation: session, or train/valid/test sessions)")
     available = sorted(int(s) for s in df.loc[labeled_mask(df), "session"].unique())
     train, valid, test = session_sets(ft.data, available)
-    rows = df.loc[masks["train"] & labeled_mask(df), ["session", "dialogue_id"]]
+    targets = ft.resolved_targets()
+    emotion_set = emotion_class_set(ft.emotion_classes, ft.data.dataset) if "emotion" in targets else None
+    rows = df.loc[masks["train"] & training_mask(df, targets, emotion_set), ["session", "dialogue_id"]]
     by_session = {int(s): set(g["dialogue_id"].astype(str)) for s, g in rows.groupby("session")}
     return {"train": sorted(by_session), "valid": list(valid), "test": list(test)}, by_session
 
@@ -128,6 +141,74 @@ def _complete(fcfg: FinetuneConfig) -> dict | None:
     return read_json(FINETUNE.outputs(fcfg)["metrics"])
 
 
+def has_sessions(ft: FinetuneConfig) -> bool:
+    """Whether the fine-tuning's data has session numbers (then cross-fitting holds out sessions)."""
+    from erc.vad.data import load_vad_frame
+
+    df, _ = load_vad_frame(ft.data, seed=ft.seed, require_labels="vad" in ft.resolved_targets())
+    return bool((df["session"] > 0).any())
+
+
+def training_dialogue_folds(ft: FinetuneConfig, k: int) -> list[list[str]]:
+    """The K seeded folds of the fine-tuning's training dialogues (as ``data.held_out_fold`` cuts them)."""
+    from erc.vad.data import assign_splits, default_split, dialogue_folds, load_vad_frame
+
+    df, fmt = load_vad_frame(ft.data, seed=ft.seed, require_labels="vad" in ft.resolved_targets())
+    masks, _ = assign_splits(df, ft.data, seed=ft.seed, default_mode=default_split(fmt))
+    n = df.loc[masks["train"], "dialogue_id"].nunique()
+    if not 2 <= k <= n:
+        raise ConfigError(f"field 'cross_fit': expected 2 to {n} folds (the fine-tuning trains on {n} dialogues), "
+                          f"got {k}")
+    return dialogue_folds(df.loc[masks["train"], "dialogue_id"].astype(str), k, ft.seed)
+
+
+def dialogue_fold_config(ft: FinetuneConfig, k: int, fold: int, out_dir: Path, num_threads: int) -> FinetuneConfig:
+    """``ft`` trained without fold ``fold`` of its K training-dialogue folds: same split otherwise."""
+    data = dataclasses.replace(ft.data, train_dialogue_folds=int(k), held_out_fold=int(fold))
+    return dataclasses.replace(ft, data=data, output_dir=str(out_dir), resume="auto", overwrite=False,
+                               allow_config_change=False, stop_after_steps=0,
+                               num_threads=num_threads or ft.num_threads)
+
+
+def _run_fold(name: str, fcfg: FinetuneConfig, what: str) -> dict:
+    """The metrics of fold ``name``: a finished run of ``fcfg`` reused, else fine-tuned (or resumed) now."""
+    from erc.vad.stage import FINETUNE
+    from erc.vad.train import run_finetune
+
+    metrics = _complete(fcfg)
+    if metrics is not None:
+        logger.info("cross-fit %s: reusing the finished fine-tuning in %s", name, fcfg.output_dir)
+        return metrics
+    logger.info("cross-fit %s: fine-tuning %s", name, what)
+    result = run_finetune(fcfg)
+    if result.get("interrupted"):
+        raise ConfigError(f"cross-fit {name}: the fine-tuning stopped early; rerun to resume")
+    return read_json(FINETUNE.outputs(fcfg)["metrics"])
+
+
+def plan_dialogue_folds(cfg, ft: FinetuneConfig, ft_path: Path, root: Path) -> list[FoldPlan]:
+    """Cross-fit data without sessions: K seeded folds of the training dialogues (see the module docstring)."""
+    from erc.vad.stage import FINETUNE
+
+    if ft.data.train_dialogue_folds or ft.data.held_out_fold:
+        raise ConfigError(f"field 'finetune_config': {ft_path} already holds out a fold of its training dialogues; "
+                          "give the config of the full fine-tuning")
+    folds = training_dialogue_folds(ft, cfg.cross_fit)
+    logger.info("cross-fit: %s has no sessions; %d folds of its %d training dialogues (seed %d) in %s",
+                ft_path, len(folds), sum(map(len, folds)), ft.seed, root)
+    plans = []
+    for k, dialogues in enumerate(folds, start=1):
+        name = f"fold_{k}"
+        fcfg = dialogue_fold_config(ft, len(folds), k, root / name, cfg.num_threads)
+        metrics = _run_fold(name, fcfg, f"without fold {k} ({len(dialogues)} training dialogues)")
+        plans.append(FoldPlan(name, str(FINETUNE.outputs(fcfg)["model"]), [], [], set(dialogues), _brief(metrics),
+                              fold=k))
+    full_metrics = Path(cfg.model).resolve().parent / "metrics.json"
+    plans.append(FoldPlan("full", str(cfg.model), [], [], set(),
+                          _brief(read_json(full_metrics)) if full_metrics.is_file() else None))
+    return plans
+
+
 def plan_cross_fit(cfg) -> list[FoldPlan]:
     """Fine-tune (or reuse) every fold of ``cfg`` (an EmbedConfig with ``cross_fit`` >= 2); the last
     entry is the full model, which embeds everything no fold holds out."""
@@ -138,9 +219,11 @@ def plan_cross_fit(cfg) -> list[FoldPlan]:
         raise ConfigError("field 'cross_fit': run embed --cross-fit in one process (its fold fine-tunings "
                           "are single runs; launch `erc finetune` under accelerate for multi-GPU folds)")
     ft, ft_path = finetune_run_config(cfg.model, cfg.finetune_config)
+    root = Path(cfg.cross_fit_dir) if cfg.cross_fit_dir else Path(cfg.output).parent / "cross_fit"
+    if not has_sessions(ft):
+        return plan_dialogue_folds(cfg, ft, ft_path, root)
     sessions, dialogues = training_sessions(ft)
     groups = fold_groups(sessions["train"], cfg.cross_fit)
-    root = Path(cfg.cross_fit_dir) if cfg.cross_fit_dir else Path(cfg.output).parent / "cross_fit"
     logger.info("cross-fit: %s trains on sessions %s (validation %s, test %s); %d folds %s in %s",
                 ft_path, sessions["train"], sessions["valid"], sessions["test"], len(groups), groups, root)
     plans = []
@@ -167,8 +250,10 @@ def plan_cross_fit(cfg) -> list[FoldPlan]:
 
 
 def _brief(metrics: dict) -> dict:
-    """Best epoch, and validation / test Pearson r and CCC (overall and per dimension) of a finetune run."""
-    keep = lambda d: {k: v for k, v in (d or {}).items() if k.endswith(("pearson", "ccc"))}   # noqa: E731
+    """Best epoch, and validation / test Pearson r and CCC (overall and per dimension) and the classification
+    heads' F1 and accuracy of a finetune run."""
+    keep = lambda d: {k: v for k, v in (d or {}).items()   # noqa: E731
+                      if k.endswith(("pearson", "ccc", "weighted_f1", "macro_f1", "accuracy"))}
     return {"best_epoch": metrics.get("best_epoch"), "sessions": metrics.get("sessions"),
             "validation": keep(metrics.get("validation")), "test": keep(metrics.get("test"))}
 
@@ -188,10 +273,16 @@ def cross_fit_record(cfg, plans: list[FoldPlan], owner: np.ndarray, dialogue_ids
     encoders = []
     for i, p in enumerate(plans):
         mask = owner == i
-        encoders.append({"name": p.name, "model": p.model, "held_out_sessions": p.held_out,
-                         "train_sessions": p.train_sessions, "dialogues": int(len(set(ids[mask]))),
-                         "utterances": int(mask.sum()), "finetune_metrics": p.metrics})
+        entry = {"name": p.name, "model": p.model, "held_out_sessions": p.held_out,
+                 "train_sessions": p.train_sessions, "dialogues": int(len(set(ids[mask]))),
+                 "utterances": int(mask.sum()), "finetune_metrics": p.metrics}
+        if p.fold:
+            entry.update(held_out_fold=p.fold, held_out_dialogues=sorted(p.dialogues))
+        encoders.append(entry)
     return {"cross_fit": int(cfg.cross_fit), "dataset": cfg.dataset, "model": str(cfg.model),
-            "rule": "an utterance of a dialogue in a fold's held-out sessions is embedded by that fold's encoder "
+            "rule": ("an utterance of a dialogue in a fold's held-out training dialogues is embedded by that fold's "
+                     "encoder (fine-tuned without them; folds seeded by the fine-tuning's seed); every other "
+                     "utterance by the full model") if any(p.fold for p in plans) else
+                    "an utterance of a dialogue in a fold's held-out sessions is embedded by that fold's encoder "
                     "(fine-tuned without those sessions); every other utterance by the full model",
             "encoders": encoders}

@@ -129,8 +129,9 @@ def run_embed(cfg: EmbedConfig) -> Path:
     save_config(cfg, Path(str(out) + ".config.yaml"))
     if record is not None:
         for e in record["encoders"]:
-            print(f"cross-fit {e['name']}: {e['utterances']} utterances of {e['dialogues']} dialogues "
-                  f"(held out sessions {e['held_out_sessions'] or '-'}, trained on {e['train_sessions']})")
+            held = (f"held out fold {e['held_out_fold']} of the training dialogues" if e.get("held_out_fold") else
+                    f"held out sessions {e['held_out_sessions'] or '-'}, trained on {e['train_sessions']}")
+            print(f"cross-fit {e['name']}: {e['utterances']} utterances of {e['dialogues']} dialogues ({held})")
     print(f"wrote {out}: {emb.shape[0]} utterances x {emb.shape[1]} dims "
           f"(keys: {'utterance_id and ' if has_ids else ''}dialogue_id+position)")
     return out

@@ -1,4 +1,5 @@
-"""The V/A/D regressor: a pretrained ``AutoModel`` encoder, pooling, dropout, a linear head to 3.
+"""The V/A/D regressor: a pretrained ``AutoModel`` encoder, pooling, dropout, a linear head to 3 (and,
+optionally or instead, emotion and sentiment classification heads: docs/finetune.md).
 
 It is a ``transformers`` model: :class:`VADConfig` (``model_type = "erc-vad"``, the encoder's
 own config nested under ``encoder``) and :class:`VADRegressor` (a ``PreTrainedModel``), both
@@ -75,7 +76,8 @@ class VADConfig(PretrainedConfig):
     def __init__(self, encoder: PretrainedConfig | dict | None = None, pooling: str = "cls", dropout: float = 0.1,
                  max_seq_length: int = 128, target_names: Sequence[str] = VAD_NAMES, context_past: int = 0,
                  context_future: int = 0, emotion_labels: Sequence[str] = (), emotion_loss_weight: float = 0.0,
-                 **kwargs):
+                 sentiment_labels: Sequence[str] = (), sentiment_loss_weight: float = 0.0,
+                 vad_loss_weight: float = 1.0, **kwargs):
         if isinstance(encoder, dict):
             encoder = dict(encoder)
             if "model_type" not in encoder:
@@ -97,9 +99,17 @@ class VADConfig(PretrainedConfig):
         # optional multi-task head: emotion classes beside V/A/D (empty = none); its loss weight
         self.emotion_labels = list(emotion_labels)
         self.emotion_loss_weight = float(emotion_loss_weight)
-        kwargs["id2label"] = dict(enumerate(self.target_names))
-        kwargs["label2id"] = {n: i for i, n in enumerate(self.target_names)}
-        kwargs["problem_type"] = "regression"
+        # optional sentiment head (empty = none) and the V/A/D head's own weight (target_names empty = no V/A/D)
+        self.sentiment_labels = list(sentiment_labels)
+        self.sentiment_loss_weight = float(sentiment_loss_weight)
+        self.vad_loss_weight = float(vad_loss_weight)
+        if not (self.target_names or self.emotion_labels or self.sentiment_labels):
+            raise ValueError("VADConfig: no head: target_names, emotion_labels and sentiment_labels are all empty")
+        # ``logits`` (what generic tools read) is the first head: V/A/D, else emotion, else sentiment
+        names = self.target_names or self.emotion_labels or self.sentiment_labels
+        kwargs["id2label"] = dict(enumerate(names))
+        kwargs["label2id"] = {n: i for i, n in enumerate(names)}
+        kwargs["problem_type"] = "regression" if self.target_names else "single_label_classification"
         encoder_attention = getattr(encoder, "_attn_implementation", None)
         super().__init__(**kwargs)
         if encoder_attention is not None and "attn_implementation" not in kwargs:
@@ -119,14 +129,19 @@ class VADRegressorOutput(ModelOutput):
     vad: torch.Tensor | None = None
     pred: torch.Tensor | None = None
     emotion_logits: torch.Tensor | None = None
+    sentiment_logits: torch.Tensor | None = None
 
 
 class VADRegressor(PreTrainedModel):
-    """Encoder -> pooling -> dropout -> Linear(hidden, 3); MSE on standardised targets.
+    """Encoder -> pooling -> dropout -> one linear head per target; the loss is their weighted sum.
 
-    ``forward(input_ids, attention_mask, labels=None)`` returns a :class:`VADRegressorOutput`
-    (dict-like: ``out["vad"]``, ``out["pred"]``, ``out["loss"]`` when ``labels``, on the
-    original scale with shape (B, 3), are given).
+    The heads (:attr:`heads`): ``vad`` Linear(hidden, 3) with MSE on standardised targets (absent when
+    ``config.target_names`` is empty), ``emotion`` / ``sentiment`` Linear(hidden, classes) with
+    cross-entropy (present when ``config.emotion_labels`` / ``sentiment_labels`` are set).
+    ``forward(input_ids, attention_mask, labels=None, emotion=None, sentiment=None)`` returns a
+    :class:`VADRegressorOutput` (dict-like: ``out["vad"]``, ``out["pred"]``, ``out["emotion_logits"]``,
+    ``out["sentiment_logits"]``, ``out["loss"]`` when targets are given; ``labels`` are V/A/D on the
+    original scale with shape (B, 3)).
     """
 
     config_class = VADConfig
@@ -145,11 +160,14 @@ class VADRegressor(PreTrainedModel):
                 p.requires_grad_(False)
         k = len(config.target_names)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.encoder.hidden_size, k)
+        self.head = nn.Linear(config.encoder.hidden_size, k) if k else None     # V/A/D
         self.emotion_head = (nn.Linear(config.encoder.hidden_size, len(config.emotion_labels))
                              if config.emotion_labels else None)
-        self.register_buffer("scaler_mean", torch.zeros(k))
-        self.register_buffer("scaler_std", torch.ones(k))
+        self.sentiment_head = (nn.Linear(config.encoder.hidden_size, len(config.sentiment_labels))
+                               if config.sentiment_labels else None)
+        if k:
+            self.register_buffer("scaler_mean", torch.zeros(k))
+            self.register_buffer("scaler_std", torch.ones(k))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -176,16 +194,29 @@ class VADRegressor(PreTrainedModel):
     def target_names(self) -> tuple[str, ...]:
         return tuple(self.config.target_names)
 
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The targets this model predicts: any of ``vad``, ``emotion``, ``sentiment``, in that order."""
+        return tuple(name for name, on in (("vad", self.head is not None), ("emotion", self.emotion_head is not None),
+                                           ("sentiment", self.sentiment_head is not None)) if on)
+
     @classmethod
     def from_encoder_name(cls, name_or_path: str, pooling: str = "cls", dropout: float = 0.1,
                           max_length: int = 128, target_names: Sequence[str] = VAD_NAMES, context_past: int = 0,
                           context_future: int = 0, emotion_labels: Sequence[str] = (),
-                          emotion_loss_weight: float = 0.0) -> "VADRegressor":
-        """A new regressor (head untrained, scaler identity) on a pretrained encoder (name, folder, builtin:tiny)."""
+                          emotion_loss_weight: float = 0.0, sentiment_labels: Sequence[str] = (),
+                          sentiment_loss_weight: float = 0.0, vad_loss_weight: float = 1.0) -> "VADRegressor":
+        """A new model (heads untrained, scaler identity) on a pretrained encoder (name, folder, builtin:tiny).
+
+        ``target_names`` empty: no V/A/D head; ``emotion_labels`` / ``sentiment_labels``: the classes of
+        those heads (empty: none).
+        """
         encoder, tokenizer = load_encoder(name_or_path)
         config = VADConfig(encoder=encoder.config, pooling=pooling, dropout=dropout, max_seq_length=max_length,
                            target_names=target_names, context_past=context_past, context_future=context_future,
-                           emotion_labels=emotion_labels, emotion_loss_weight=emotion_loss_weight)
+                           emotion_labels=emotion_labels, emotion_loss_weight=emotion_loss_weight,
+                           sentiment_labels=sentiment_labels, sentiment_loss_weight=sentiment_loss_weight,
+                           vad_loss_weight=vad_loss_weight)
         return cls(config, encoder=encoder, tokenizer=tokenizer)
 
     # ---- scaler -------------------------------------------------------------------------
@@ -216,24 +247,41 @@ class VADRegressor(PreTrainedModel):
         return pool_hidden(last, attention_mask, self.pooling)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
-                emotion=None) -> VADRegressorOutput:
-        """``labels``: V/A/D (B, 3) on the original scale; ``emotion``: class ids (B,), -100 = none (the
-        multi-task head's targets; its cross-entropy, times ``emotion_loss_weight``, joins the loss)."""
+                emotion=None, sentiment=None) -> VADRegressorOutput:
+        """``labels``: V/A/D (B, 3) on the original scale (its MSE on standardised targets, times
+        ``vad_loss_weight``); ``emotion`` / ``sentiment``: class ids (B,), -100 = none (each head's
+        cross-entropy, times ``emotion_loss_weight`` / ``sentiment_loss_weight``). ``loss`` is the sum over
+        the targets given; a batch with no label of a head adds nothing for it."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         h = self.dropout(self.pooled(input_ids, attention_mask, token_type_ids))
-        pred = self.head(h).float()
-        vad = self.unscale(pred)
+        pred = vad = None
+        if self.head is not None:
+            pred = self.head(h).float()
+            vad = self.unscale(pred)
         emotion_logits = self.emotion_head(h).float() if self.emotion_head is not None else None
+        sentiment_logits = self.sentiment_head(h).float() if self.sentiment_head is not None else None
+        terms = []
+        if labels is not None and pred is not None:
+            mse = nn.functional.mse_loss(pred, self.scale(labels.float()))
+            terms.append(mse if self.config.vad_loss_weight == 1.0 else self.config.vad_loss_weight * mse)
+        for ids, logits, weight in ((emotion, emotion_logits, self.config.emotion_loss_weight),
+                                    (sentiment, sentiment_logits, self.config.sentiment_loss_weight)):
+            if ids is not None and logits is not None and weight > 0:
+                ids = ids.long()
+                if bool((ids != -100).any()):   # a batch without labels of this head adds nothing
+                    terms.append(weight * nn.functional.cross_entropy(logits, ids, ignore_index=-100))
         loss = None
-        if labels is not None:
-            loss = nn.functional.mse_loss(pred, self.scale(labels.float()))
-            if emotion is not None and emotion_logits is not None and self.config.emotion_loss_weight > 0:
-                emotion = emotion.long()
-                if bool((emotion != -100).any()):   # a batch without emotion labels adds nothing
-                    loss = loss + self.config.emotion_loss_weight * nn.functional.cross_entropy(
-                        emotion_logits, emotion, ignore_index=-100)
-        return VADRegressorOutput(loss=loss, logits=vad, vad=vad, pred=pred, emotion_logits=emotion_logits)
+        if terms:
+            loss = terms[0]
+            for t in terms[1:]:
+                loss = loss + t
+        elif labels is not None or emotion is not None or sentiment is not None:
+            first = next(x for x in (pred, emotion_logits, sentiment_logits) if x is not None)
+            loss = first.sum() * 0.0      # no label in this batch: a zero loss that still backpropagates
+        logits = next(x for x in (vad, emotion_logits, sentiment_logits) if x is not None)
+        return VADRegressorOutput(loss=loss, logits=logits, vad=vad, pred=pred, emotion_logits=emotion_logits,
+                                  sentiment_logits=sentiment_logits)
 
     # ---- inference helpers --------------------------------------------------------------
     def _require_tokenizer(self):
@@ -278,7 +326,33 @@ class VADRegressor(PreTrainedModel):
         batches = batches_by_length(tok, texts, batch_size, self.max_length, pairs)
         for idx, enc in tqdm(batches, total=-(-len(texts) // batch_size), desc="predict", disable=not progress):
             inputs = encoder_inputs(enc, device)
-            out[idx] = self(**inputs)["vad"].float().cpu().numpy()
+            got = self(**inputs)["vad"]
+            if got is not None:
+                out[idx] = got.float().cpu().numpy()
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def predict_heads(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+                      dialogue_ids: Sequence | None = None, speakers: Sequence | None = None) -> dict[str, np.ndarray]:
+        """Every head's output in input order: ``vad`` (n, 3) on the original scale, ``emotion`` /
+        ``sentiment`` (n, classes) probabilities (class names: ``config.emotion_labels`` /
+        ``config.sentiment_labels``); only the heads the model has."""
+        tok = self._require_tokenizer()
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        sizes = {"vad": len(self.target_names), "emotion": len(self.config.emotion_labels),
+                 "sentiment": len(self.config.sentiment_labels)}
+        out = {h: np.zeros((len(texts), sizes[h]), dtype=np.float32) for h in self.heads}
+        texts, pairs = self.inputs(texts, dialogue_ids, speakers)
+        batches = batches_by_length(tok, texts, batch_size, self.max_length, pairs)
+        for idx, enc in tqdm(batches, total=-(-len(texts) // batch_size), desc="predict", disable=not progress):
+            res = self(**encoder_inputs(enc, device))
+            for h, key in (("vad", "vad"), ("emotion", "emotion_logits"), ("sentiment", "sentiment_logits")):
+                if h in out:
+                    val = res[key].float()
+                    out[h][idx] = (val if h == "vad" else val.softmax(-1)).cpu().numpy()
         self.train(was_training)
         return out
 

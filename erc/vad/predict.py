@@ -1,4 +1,5 @@
-"""``cli.py predict``: V/A/D on the original scale for texts, keyed by utterance id."""
+"""``cli.py predict``: every head of a fine-tuned model for texts (V/A/D on the original scale, emotion and
+sentiment classes), keyed by utterance id."""
 from __future__ import annotations
 
 import logging
@@ -57,18 +58,44 @@ def run_predict(cfg) -> dict:
     df = read_prediction_input(cfg.input, text_column=cfg.data.text_column, id_column=cfg.data.id_column,
                                dialogue_column=cfg.data.dialogue_column)
     model = load_vad_model(cfg.model_dir)
+    kw = {}
     if model.uses_context and "dialogue_id" in df.columns:   # read each turn with its dialogue, as in training
         order = dialogue_order(df)
         rows_in_order = df.iloc[order]
-        sorted_pred = model.predict(rows_in_order["text"].tolist(), batch_size=cfg.batch_size, progress=True,
-                                    dialogue_ids=rows_in_order["dialogue_id"].astype(str).tolist(),
-                                    speakers=rows_in_order["speaker"].tolist() if "speaker" in df.columns else None)
-        pred = np.empty_like(sorted_pred)
-        pred[order] = sorted_pred
+        kw = dict(dialogue_ids=rows_in_order["dialogue_id"].astype(str).tolist(),
+                  speakers=rows_in_order["speaker"].tolist() if "speaker" in df.columns else None)
+        sorted_out = model.predict_heads(rows_in_order["text"].tolist(), batch_size=cfg.batch_size, progress=True,
+                                         **kw)
+        out = {}
+        for head, values in sorted_out.items():
+            out[head] = np.empty_like(values)
+            out[head][order] = values
     else:
-        pred = model.predict(df["text"].tolist(), batch_size=cfg.batch_size, progress=True)
-    rows = [{"utterance_id": uid, **{d: float(p[j]) for j, d in enumerate(VAD_NAMES)}}
-            for uid, p in zip(df["utterance_id"], pred)]
-    write_csv(cfg.output, rows, ["utterance_id", *VAD_NAMES])
-    logger.info("wrote %d predictions to %s", len(rows), cfg.output)
-    return {"output": str(Path(cfg.output)), "n": len(rows)}
+        out = model.predict_heads(df["text"].tolist(), batch_size=cfg.batch_size, progress=True)
+    rows, columns = prediction_rows(model, df["utterance_id"].tolist(), out)
+    write_csv(cfg.output, rows, columns)
+    logger.info("wrote %d predictions to %s (%s)", len(rows), cfg.output, ", ".join(out))
+    return {"output": str(Path(cfg.output)), "n": len(rows), "heads": list(out)}
+
+
+def prediction_rows(model, utterance_ids, out: dict[str, np.ndarray]) -> tuple[list[dict], list[str]]:
+    """One row per utterance: V/A/D (one column per dimension), then each classification head's predicted
+    class (``emotion`` / ``sentiment``) and its probability (``emotion_prob`` ...)."""
+    columns = ["utterance_id"]
+    if "vad" in out:
+        columns += list(VAD_NAMES)
+    for head in ("emotion", "sentiment"):
+        if head in out:
+            columns += [head, f"{head}_prob"]
+    rows = []
+    for i, uid in enumerate(utterance_ids):
+        r = {"utterance_id": uid}
+        if "vad" in out:
+            r.update({d: float(out["vad"][i, j]) for j, d in enumerate(VAD_NAMES)})
+        for head in ("emotion", "sentiment"):
+            if head in out:
+                labels = model.config.emotion_labels if head == "emotion" else model.config.sentiment_labels
+                k = int(out[head][i].argmax())
+                r.update({head: labels[k], f"{head}_prob": float(out[head][i, k])})
+        rows.append(r)
+    return rows, columns

@@ -23,7 +23,10 @@ def _global_batch(cfg: FinetuneConfig, num_processes: int) -> dict:
 # so 1 process x 16 and 2 x 8 are the same run; checkpointing and stop settings do not change results.
 FINETUNE_IDENTITY = IdentityRule(
     ignore=frozenset({"batch_size", "checkpointing_steps", "keep_checkpoints", "stop_after_steps"}),
-    inputs=("data.path", "model"), extra=_global_batch, added=(("data.loso_validation", "session"),))
+    inputs=("data.path", "model"), extra=_global_batch,
+    # fields added later, left out at their default: runs recorded before them keep their identity
+    added=(("data.loso_validation", "session"), ("targets", []), ("data.dataset", ""),
+           ("data.train_dialogue_folds", 0), ("data.held_out_fold", 0)))
 EMBED_IDENTITY = IdentityRule(inputs=("path", "model"))
 
 
@@ -46,10 +49,16 @@ def _finetune_summary(cfg: FinetuneConfig, link: Callable[[Path], str]) -> list[
     for d in VAD_DIMS:
         lines.append(f"| {d} | {format_cell(test.get(f'{d}_pearson'))} | {format_cell(test.get(f'{d}_ccc'))} | "
                      f"{format_cell(test.get(f'{d}_rmse'))} |")
-    if "n_emotion" in test:     # multi-task: the emotion head beside V/A/D
-        lines += ["", f"Emotion head ({cfg.emotion_classes}, {test['n_emotion']} test utterances in its class set): "
-                      f"accuracy {format_cell(test.get('emotion_accuracy'))}, weighted F1 "
-                      f"{format_cell(test.get('emotion_weighted_f1'))}, macro F1 {format_cell(test.get('emotion_macro_f1'))}."]
+    if "ccc" not in test:       # no V/A/D head
+        lines = ["## Fine-tuning (test split, best validation epoch)", ""]
+    for head, what in (("emotion", f"Emotion head ({cfg.emotion_classes}, {test.get('n_emotion')} test utterances "
+                                   "in its class set)"),
+                       ("sentiment", f"Sentiment head ({test.get('n_sentiment')} labelled test utterances)")):
+        if f"n_{head}" in test:     # a classification head beside (or instead of) V/A/D
+            lines += ["", f"{what}: accuracy "
+                          f"{format_cell(test.get(f'{head}_accuracy'))}, weighted F1 "
+                          f"{format_cell(test.get(f'{head}_weighted_f1'))}, macro F1 "
+                          f"{format_cell(test.get(f'{head}_macro_f1'))}."]
     lines += ["", f"Files: [metrics.json]({link(out['metrics'])}), [train_log.csv]({link(out['log'])}), "
                   f"[plots/]({link(out['plots'])}/), model [best_model/]({link(out['model'])}/).", ""]
     return lines
@@ -83,7 +92,8 @@ def _embed_summary(cfg: EmbedConfig, link: Callable[[Path], str]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for e in r["encoders"]:
         m = e.get("finetune_metrics") or {}
-        lines.append(f"| {e['name']} | {e['held_out_sessions'] or '-'} | {e['train_sessions']} | {e['dialogues']} | "
+        held = f"fold {e['held_out_fold']} (dialogues)" if e.get("held_out_fold") else (e['held_out_sessions'] or '-')
+        lines.append(f"| {e['name']} | {held} | {e['train_sessions'] or '-'} | {e['dialogues']} | "
                      f"{e['utterances']} | {format_cell((m.get('validation') or {}).get('ccc'))} | "
                      f"{format_cell((m.get('test') or {}).get('ccc'))} |")
     lines += ["", f"Files: [{record.name}]({link(record)}).", ""]

@@ -36,9 +36,9 @@ from erc.core.io import write_csv, write_json
 from erc.core.metrics import classification_metrics, regression_metrics
 from erc.core.runs import select_best
 from erc.data.context import frame_context
-from erc.data.registry import CLASS_SETS, VAD_NAMES, ClassSet
+from erc.data.registry import POLARITY, VAD_NAMES, ClassSet
 from erc.vad.card import finetune_card_info, write_model_card
-from erc.vad.data import build_splits
+from erc.vad.data import build_splits, check_targets, emotion_class_set
 from erc.vad.model import VADRegressor
 from erc.vad.plots import write_plots
 from erc.vad.stage import FINETUNE_IDENTITY, finetune_outputs
@@ -48,10 +48,26 @@ logger = logging.getLogger(__name__)
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_mse", "val_rmse", "val_mae"] + \
     [f"val_{d}_pearson" for d in VAD_NAMES] + [f"val_{d}_ccc" for d in VAD_NAMES] + \
     ["val_pearson", "val_ccc", "n_val", "lr", "epoch_seconds"]
-# the multi-task emotion head's scores (utterances whose emotion is in the head's class set), when it has one
+# the classification heads' scores (utterances with a label of the head's classes), when the model has them
 EMOTION_METRICS = ("emotion_accuracy", "emotion_weighted_f1", "emotion_macro_f1")
+SENTIMENT_METRICS = ("sentiment_accuracy", "sentiment_weighted_f1", "sentiment_macro_f1")
 HIGHER_IS_BETTER = {"val_ccc": True, "val_pearson": True, "val_loss": False, "val_mse": False,
-                    "val_rmse": False, "val_mae": False, **{f"val_{m}": True for m in EMOTION_METRICS}}
+                    "val_rmse": False, "val_mae": False, **{f"val_{m}": True for m in EMOTION_METRICS},
+                    **{f"val_{m}": True for m in SENTIMENT_METRICS},
+                    **{f"val_{d}_{m}": True for d in VAD_NAMES for m in ("ccc", "pearson")}}
+# selection names that are another name of a logged column
+SELECTION_ALIASES = {"mean_ccc": "ccc", "mean_pearson": "pearson"}
+# train_log.csv columns of a model without V/A/D head (classification heads follow)
+CLASS_LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "n_val", "lr", "epoch_seconds"]
+
+
+def log_columns(heads) -> list[str]:
+    """train_log.csv columns of a model with these heads (the V/A/D ones first when it has V/A/D)."""
+    cols = list(LOG_COLUMNS) if "vad" in heads else list(CLASS_LOG_COLUMNS)
+    for head, metrics in (("emotion", EMOTION_METRICS), ("sentiment", SENTIMENT_METRICS)):
+        if head in heads:
+            cols += [f"val_{m}" for m in metrics] + [f"n_val_{head}"]
+    return cols
 
 
 
@@ -128,14 +144,17 @@ class TrainerState:
 
 
 def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = None,
-                    emotion_classes: ClassSet | None = None):
-    """Add input_ids/attention_mask, a float ``labels`` (n, 3) column, ``idx`` and ``length``.
+                    emotion_classes: ClassSet | None = None, with_vad: bool = True,
+                    sentiment_labels=None):
+    """Add input_ids/attention_mask, a float ``labels`` (n, 3) column (``with_vad``), ``idx`` and ``length``.
 
     ``context``: ``utterance_id -> (target, context segment)`` (:func:`erc.data.context.frame_context`);
     each utterance is then read as that sentence pair. ``emotion_classes``: add an ``emotion_id``
-    column for the multi-task head (-100 outside the set).
+    column for the emotion head (-100 outside the set); ``sentiment_labels``: a ``sentiment_id`` column
+    for the sentiment head (-100 where the utterance has none).
     """
     index = {c: i for i, c in enumerate(emotion_classes.labels)} if emotion_classes is not None else {}
+    sentiment_index = {c: i for i, c in enumerate(sentiment_labels)} if sentiment_labels else None
 
     def enc(batch, indices):
         if context is None:
@@ -143,9 +162,12 @@ def tokenize_splits(dsets, tokenizer, max_length: int, context: dict | None = No
         else:
             pairs = [context[str(u)] for u in batch["utterance_id"]]
             out = tokenizer([t for t, _ in pairs], [c for _, c in pairs], truncation=True, max_length=max_length)
-        out["labels"] = [list(v) for v in zip(*(batch[d] for d in VAD_NAMES))]
+        if with_vad:
+            out["labels"] = [list(v) for v in zip(*(batch[d] for d in VAD_NAMES))]
         if emotion_classes is not None:
             out["emotion_id"] = [index.get(emotion_classes.mapping.get(e, ""), -100) for e in batch["emotion"]]
+        if sentiment_index is not None:
+            out["sentiment_id"] = [sentiment_index.get(v, -100) for v in batch["sentiment"]]
         out["idx"] = indices
         out["length"] = [len(ids) for ids in out["input_ids"]]
         return out
@@ -186,50 +208,81 @@ def _model_inputs(batch) -> dict:
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in batch}
     if "emotion_id" in batch:
         inputs["emotion"] = batch["emotion_id"]
+    if "sentiment_id" in batch:
+        inputs["sentiment"] = batch["sentiment_id"]
     return inputs
 
 
 def evaluate(model, loader, accelerator) -> dict:
     """Metrics over the whole split, each example once (``gather_for_metrics``).
 
-    With an emotion head, ``emotion_accuracy`` / ``emotion_weighted_f1`` / ``emotion_macro_f1`` over the
-    utterances whose emotion is in the head's class set (``n_emotion`` of them) join the V/A/D metrics.
+    V/A/D (when the model has that head): Pearson r, CCC, errors and ``loss``, the standardised MSE.
+    Each classification head adds ``<head>_accuracy`` / ``_weighted_f1`` / ``_macro_f1`` over the
+    utterances with a label of its classes (``n_<head>`` of them); a model without V/A/D reports as
+    ``loss`` the weighted sum of its heads' cross-entropies. ``pred`` / ``true``: V/A/D rows (or None),
+    ``classes``: head -> (true ids, predicted ids), all in split order.
     """
     model.eval()
     raw = accelerator.unwrap_model(model)
-    with_emotion = raw.emotion_head is not None
-    preds, trues, idxs, emo_pred, emo_true = [], [], [], [], []
-    stores = (preds, trues, idxs) + ((emo_pred, emo_true) if with_emotion else ())
+    heads = raw.heads
+    class_heads = [h for h in ("emotion", "sentiment") if h in heads]
+    keys = (["vad", "labels"] if "vad" in heads else []) + ["idx"] + \
+        [k for h in class_heads for k in (f"{h}_pred", f"{h}_id", f"{h}_loss")]
+    stores = {k: [] for k in keys}
     with torch.no_grad():
         for batch in loader:
             out = model(**_model_inputs(batch))
-            parts = (out["vad"].float(), batch["labels"].float(), batch["idx"])
-            if with_emotion:
-                parts += (out["emotion_logits"].argmax(-1), batch["emotion_id"])
-            for store, got in zip(stores, accelerator.gather_for_metrics(parts)):
-                store.append(got.cpu())
-    pred = torch.cat(preds).numpy().astype(np.float64)
-    true = torch.cat(trues).numpy().astype(np.float64)
-    idx = torch.cat(idxs).numpy()
-    std = raw.scaler_std.cpu().double().numpy()
-    metrics = regression_metrics(pred, true, VAD_NAMES)
-    metrics["loss"] = float((((pred - true) / std) ** 2).mean())  # the V/A/D training loss, on this split
-    metrics["n"] = int(len(pred))
-    if with_emotion:
-        metrics.update(_emotion_scores(torch.cat(emo_true).numpy(), torch.cat(emo_pred).numpy(),
-                                       raw.config.emotion_labels))
+            parts = {"idx": batch["idx"]}
+            if "vad" in heads:
+                parts.update(vad=out["vad"].float(), labels=batch["labels"].float())
+            for h in class_heads:
+                logits, ids = out[f"{h}_logits"], batch[f"{h}_id"].long()
+                parts.update({f"{h}_pred": logits.argmax(-1), f"{h}_id": ids,
+                              f"{h}_loss": torch.nn.functional.cross_entropy(logits, ids, ignore_index=-100,
+                                                                            reduction="none")})
+            got = accelerator.gather_for_metrics(tuple(parts[k] for k in keys))
+            for k, g in zip(keys, got):
+                stores[k].append(g.cpu())
+    cat = {k: torch.cat(v).numpy() for k, v in stores.items()}
+    idx = cat["idx"]
     order = np.argsort(idx, kind="stable")
-    return {"metrics": metrics, "pred": pred[order], "true": true[order], "idx": idx[order]}
+    metrics: dict = {}
+    pred = true = None
+    if "vad" in heads:
+        pred, true = cat["vad"].astype(np.float64), cat["labels"].astype(np.float64)
+        std = raw.scaler_std.cpu().double().numpy()
+        metrics = regression_metrics(pred, true, VAD_NAMES)
+        metrics["loss"] = float((((pred - true) / std) ** 2).mean())  # the V/A/D training loss, on this split
+        pred, true = pred[order], true[order]
+    metrics["n"] = int(len(idx))
+    classes = {}
+    class_loss = 0.0
+    for h in class_heads:
+        labels = raw.config.emotion_labels if h == "emotion" else raw.config.sentiment_labels
+        metrics.update(_class_scores(h, cat[f"{h}_id"], cat[f"{h}_pred"], labels))
+        keep = cat[f"{h}_id"] != -100
+        weight = raw.config.emotion_loss_weight if h == "emotion" else raw.config.sentiment_loss_weight
+        class_loss += weight * (float(cat[f"{h}_loss"][keep].mean()) if keep.any() else 0.0)
+        classes[h] = (cat[f"{h}_id"][order], cat[f"{h}_pred"][order])
+    if "vad" not in heads:
+        metrics["loss"] = class_loss     # the training loss of a model without V/A/D, on this split
+    return {"metrics": metrics, "pred": pred, "true": true, "idx": idx[order], "classes": classes}
+
+
+def _class_scores(head: str, true: np.ndarray, pred: np.ndarray, labels) -> dict:
+    """A classification head's accuracy and F1 over the labelled utterances (id -100 = none)."""
+    keep = true != -100
+    names = (f"{head}_accuracy", f"{head}_weighted_f1", f"{head}_macro_f1")
+    if not keep.any():
+        return {**{m: float("nan") for m in names}, f"n_{head}": 0}
+    scores = classification_metrics(true[keep], pred[keep], labels)
+    return {names[0]: scores["accuracy"], names[1]: scores["weighted_f1"], names[2]: scores["macro_f1"],
+            f"n_{head}": int(keep.sum())}
 
 
 def _emotion_scores(true: np.ndarray, pred: np.ndarray, labels) -> dict:
     """The emotion head's accuracy and F1 over the labelled utterances (id -100 = outside the class set)."""
-    keep = true != -100
-    if not keep.any():
-        return {**{m: float("nan") for m in EMOTION_METRICS}, "n_emotion": 0}
-    scores = classification_metrics(true[keep], pred[keep], labels)
-    return {"emotion_accuracy": scores["accuracy"], "emotion_weighted_f1": scores["weighted_f1"],
-            "emotion_macro_f1": scores["macro_f1"], "n_emotion": int(keep.sum())}
+    return _class_scores("emotion", true, pred, labels)
 
 
 def _no_decay(name: str) -> bool:
@@ -256,7 +309,7 @@ class FinetuneParts:
 
 def _selection_column(cfg) -> str:
     """The train_log.csv column that picks the best epoch (``val_`` + ``selection_metric``)."""
-    column = f"val_{cfg.selection_metric}"
+    column = f"val_{SELECTION_ALIASES.get(cfg.selection_metric, cfg.selection_metric)}"
     if column not in HIGHER_IS_BETTER:
         raise ConfigError(f"field 'selection_metric': expected one of {sorted(c[4:] for c in HIGHER_IS_BETTER)}")
     return column
@@ -264,9 +317,11 @@ def _selection_column(cfg) -> str:
 
 def build_parts(cfg, accelerator) -> FinetuneParts:
     """Splits, encoder + head (scaler fitted on train), tokenised loaders, AdamW, linear schedule; prepared."""
-    emotion_set = CLASS_SETS[cfg.emotion_classes] if cfg.emotion_loss_weight > 0 else None
+    targets, weights = cfg.resolved_targets(), cfg.resolved_weights()
+    emotion_set = emotion_class_set(cfg.emotion_classes, cfg.data.dataset) if "emotion" in targets else None
+    sentiment_labels = POLARITY if "sentiment" in targets else ()
     with accelerator.main_process_first():
-        splits = build_splits(cfg.data, seed=cfg.seed)
+        splits = build_splits(cfg.data, seed=cfg.seed, targets=targets, emotion_set=emotion_set)
         if emotion_set is not None:
             train_emotions = set(splits.datasets["train"]["emotion"])
             if not train_emotions & set(emotion_set.mapping):
@@ -276,15 +331,21 @@ def build_parts(cfg, accelerator) -> FinetuneParts:
         model = VADRegressor.from_encoder_name(cfg.model, pooling=cfg.pooling, dropout=cfg.dropout,
                                                max_length=cfg.max_length, context_past=cfg.context_past,
                                                context_future=cfg.context_future,
+                                               target_names=VAD_NAMES if "vad" in targets else (),
                                                emotion_labels=emotion_set.labels if emotion_set else (),
-                                               emotion_loss_weight=cfg.emotion_loss_weight)
-    train_targets = np.stack([np.asarray(splits.datasets["train"][d], dtype=np.float64) for d in VAD_NAMES], 1)
-    model.fit_scaler(train_targets)
+                                               emotion_loss_weight=weights.get("emotion", 0.0),
+                                               sentiment_labels=sentiment_labels,
+                                               sentiment_loss_weight=weights.get("sentiment", 0.0),
+                                               vad_loss_weight=weights.get("vad", 1.0))
+    if "vad" in targets:
+        train_targets = np.stack([np.asarray(splits.datasets["train"][d], dtype=np.float64) for d in VAD_NAMES], 1)
+        model.fit_scaler(train_targets)
     tokenizer = model.tokenizer
     with accelerator.main_process_first():
         context = (frame_context(splits.frame, cfg.context_past, cfg.context_future, tokenizer, cfg.max_length)
                    if cfg.context_past or cfg.context_future else None)
-        tok = tokenize_splits(splits.datasets, tokenizer, cfg.max_length, context, emotion_set)
+        tok = tokenize_splits(splits.datasets, tokenizer, cfg.max_length, context, emotion_set,
+                              with_vad="vad" in targets, sentiment_labels=sentiment_labels or None)
     train_loader, sampler = make_train_loader(
         tok["train"], tokenizer, cfg.batch_size, cfg.seed, cfg.group_by_length,
         num_processes=accelerator.num_processes, drop_last=cfg.drop_last)
@@ -370,17 +431,29 @@ def train_epoch(cfg, parts: FinetuneParts, state: TrainerState, ckpts: Checkpoin
 
 
 def _log_row(epoch: int, state: TrainerState, ev: dict, lr: float) -> dict:
-    row = {"epoch": epoch, "train_loss": state.loss_sum / max(state.loss_count, 1),
-           "val_loss": ev["loss"], "val_mse": ev["mse"], "val_rmse": ev["rmse"], "val_mae": ev["mae"]}
-    for d in VAD_NAMES:
-        row[f"val_{d}_pearson"] = ev[f"{d}_pearson"]
-    for d in VAD_NAMES:
-        row[f"val_{d}_ccc"] = ev[f"{d}_ccc"]
-    row.update(val_pearson=ev["pearson"], val_ccc=ev["ccc"], n_val=ev["n"], lr=lr,
-               epoch_seconds=round(state.epoch_seconds, 3))
-    if "n_emotion" in ev:
-        row.update({f"val_{m}": ev[m] for m in EMOTION_METRICS}, n_val_emotion=ev["n_emotion"])
+    row = {"epoch": epoch, "train_loss": state.loss_sum / max(state.loss_count, 1), "val_loss": ev["loss"]}
+    if "ccc" in ev:          # the V/A/D head
+        row.update(val_mse=ev["mse"], val_rmse=ev["rmse"], val_mae=ev["mae"])
+        for d in VAD_NAMES:
+            row[f"val_{d}_pearson"] = ev[f"{d}_pearson"]
+        for d in VAD_NAMES:
+            row[f"val_{d}_ccc"] = ev[f"{d}_ccc"]
+        row.update(val_pearson=ev["pearson"], val_ccc=ev["ccc"])
+    row.update(n_val=ev["n"], lr=lr, epoch_seconds=round(state.epoch_seconds, 3))
+    for head, metrics in (("emotion", EMOTION_METRICS), ("sentiment", SENTIMENT_METRICS)):
+        if f"n_{head}" in ev:
+            row.update({f"val_{m}": ev[m] for m in metrics})
+            row[f"n_val_{head}"] = ev[f"n_{head}"]
     return row
+
+
+def _epoch_line(row: dict) -> str:
+    """The console line of an epoch: the losses, V/A/D CCC and r, each head's weighted F1."""
+    parts = [f"train_loss {row['train_loss']:.4f}", f"val_loss {row['val_loss']:.4f}"]
+    if "val_ccc" in row:
+        parts += [f"val_ccc {row['val_ccc']:.4f}", f"val_pearson {row['val_pearson']:.4f}"]
+    parts += [f"{k} {row[k]:.4f}" for k in ("val_emotion_weighted_f1", "val_sentiment_weighted_f1") if k in row]
+    return " ".join(parts) + f" ({row['epoch_seconds']:.1f}s train)"
 
 
 def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: Checkpoints) -> None:
@@ -405,13 +478,11 @@ def end_epoch(cfg, run: Run, parts: FinetuneParts, state: TrainerState, ckpts: C
         if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
             state.stopped_early = True
             logger.info("early stopping: no %s improvement for %d epochs", column, state.bad_epochs)
-    emotion = (f" val_emotion_weighted_f1 {row['val_emotion_weighted_f1']:.4f}"
-               if "val_emotion_weighted_f1" in row else "")
-    accelerator.print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-                      f"val_ccc {row['val_ccc']:.4f} val_pearson {row['val_pearson']:.4f}{emotion} "
-                      f"({row['epoch_seconds']:.1f}s train)")
+    accelerator.print(f"epoch {epoch + 1}: {_epoch_line(row)}")
     if accelerator.is_main_process:
-        write_csv(finetune_outputs(run.output_dir)["log"], state.log_rows, LOG_COLUMNS)
+        heads = accelerator.unwrap_model(parts.model).heads
+        write_csv(finetune_outputs(run.output_dir)["log"], state.log_rows,
+                  LOG_COLUMNS if heads == ("vad", "emotion") or heads == ("vad",) else log_columns(heads))
     run.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
     state.epoch, state.batches_in_epoch = epoch + 1, 0
     state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
@@ -437,6 +508,7 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
         "metric_for_best": _selection_column(cfg), "best_value": state.best_value,
         "epochs_run": state.epoch, "stopped_early": state.stopped_early,
         "test_is_validation": splits.test_is_validation, "split": splits.mode, "sessions": splits.sessions,
+        "heads": list(best.heads), "loss_weights": cfg.resolved_weights(),
         "n_train": len(parts.tokenized["train"]), "n_validation": val["n"], "n_test": test["metrics"]["n"],
         "num_processes": accelerator.num_processes,
         "seconds_per_epoch": float(np.mean([r["epoch_seconds"] for r in state.log_rows])) if state.log_rows else None,
@@ -445,18 +517,30 @@ def evaluate_best_model(cfg, run: Run, parts: FinetuneParts, state: TrainerState
     if accelerator.is_main_process:
         write_json(files["metrics"], result)
         write_model_card(files["model"], finetune_card_info(cfg, result))   # best_model/README.md
-        test_ids = splits.datasets["test"]["utterance_id"]
-        rows = [{"utterance_id": test_ids[int(i)],
-                 **{f"true_{d}": float(t[j]) for j, d in enumerate(VAD_NAMES)},
-                 **{f"pred_{d}": float(p[j]) for j, d in enumerate(VAD_NAMES)}}
-                for i, t, p in zip(test["idx"], test["true"], test["pred"])]
-        write_csv(files["predictions"], rows)
-        if cfg.plots:
+        write_csv(files["predictions"], _prediction_rows(best, splits.datasets["test"]["utterance_id"], test))
+        m = test["metrics"]
+        if cfg.plots and test["pred"] is not None:
             result["plots"] = write_plots(out_dir, state.log_rows, test["pred"], test["true"])
-        logger.info("test (%s model, epoch %s): ccc %.4f pearson %.4f rmse %.4f%s", _selection_column(cfg),
-                    state.best_epoch, test["metrics"]["ccc"], test["metrics"]["pearson"],
-                    test["metrics"]["rmse"], " [test = validation split]" if splits.test_is_validation else "")
+        scores = ([f"ccc {m['ccc']:.4f} pearson {m['pearson']:.4f} rmse {m['rmse']:.4f}"] if "ccc" in m else []) + \
+            [f"{h} weighted F1 {m[f'{h}_weighted_f1']:.4f}" for h in ("emotion", "sentiment") if f"n_{h}" in m]
+        logger.info("test (%s model, epoch %s): %s%s", _selection_column(cfg), state.best_epoch, ", ".join(scores),
+                    " [test = validation split]" if splits.test_is_validation else "")
     return result
+
+
+def _prediction_rows(model, test_ids, test: dict) -> list[dict]:
+    """test_predictions.csv: per utterance, true and predicted V/A/D and classes of each head the model has."""
+    rows = [{"utterance_id": test_ids[int(i)]} for i in test["idx"]]
+    if test["pred"] is not None:
+        for r, t, p in zip(rows, test["true"], test["pred"]):
+            r.update({f"true_{d}": float(t[j]) for j, d in enumerate(VAD_NAMES)})
+            r.update({f"pred_{d}": float(p[j]) for j, d in enumerate(VAD_NAMES)})
+    for head, (true, pred) in test["classes"].items():
+        labels = model.config.emotion_labels if head == "emotion" else model.config.sentiment_labels
+        for r, t, p in zip(rows, true, pred):
+            r[f"true_{head}"] = labels[int(t)] if t != -100 else ""
+            r[f"pred_{head}"] = labels[int(p)]
+    return rows
 
 
 def run_finetune(cfg) -> dict:
@@ -469,6 +553,10 @@ def run_finetune(cfg) -> dict:
 
         return run_folds(cfg)
     _selection_column(cfg)              # a bad selection metric fails before anything starts
+    targets = cfg.resolved_targets()
+    if targets != ("vad",) or cfg.data.dataset:   # a target the data does not have, too (V/A/D alone: as before)
+        check_targets(cfg.data, targets, emotion_class_set(cfg.emotion_classes, cfg.data.dataset)
+                      if "emotion" in targets else None, seed=cfg.seed)
     run = start_run(cfg, "finetune", FINETUNE_IDENTITY, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                     step_scheduler_with_optimizer=False)
     accelerator = run.accelerator

@@ -277,7 +277,8 @@ def test_every_shipped_config_file_loads_into_its_config(project_root, monkeypat
     from erc.pipeline import PipelineConfig, compare_config, embed_config, finetune_config, graph_config
     from erc.vad.config import FinetuneConfig
 
-    kinds = {"vad_iemocap": FinetuneConfig, "vad_emobank": FinetuneConfig, "compare_iemocap_finetune": FinetuneConfig, "compare_": CompareConfig,
+    kinds = {"vad_iemocap": FinetuneConfig, "vad_emobank": FinetuneConfig, "finetune_": FinetuneConfig,
+             "compare_iemocap_finetune": FinetuneConfig, "compare_": CompareConfig,
              "graph_": GraphTrainConfig, "fusion_": DialogueDataConfig, "pipeline_": PipelineConfig,
              "hrg_": HRGTrainConfig, "baseline_": BaselineTrainConfig, "benchmark_": BenchmarkConfig}
     files = sorted((project_root / "configs").glob("*.yaml"))
