@@ -292,6 +292,8 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
     accelerator, out_dir = run.accelerator, run.output_dir
     with accelerator.main_process_first():
         splits = splits if splits is not None else load_splits(cfg.data)
+    if cfg.release_memory:   # reading a pickle frees about twice the features it keeps: give that heap back now
+        release_free_heap()
     accelerator.print(f"train-graph: {splits.summary()} modalities {cfg.data.modalities} dims {splits.dims}")
     results, history = [], []
     for k in range(cfg.seeds):
