@@ -20,11 +20,20 @@ window in a fresh child process so its peak memory is its own. Per window:
 * ``peak_rss_mib``: the child's ``ru_maxrss``; ``rss_after_load_mib``: after reading the data;
 * ``edges_per_batch``: edges of one pair graph per training batch (mean; 3 pair graphs per batch).
 
+* ``train_epoch_cpu_s``: the same epochs' CPU time (all threads), steadier than wall time on a shared machine.
+
     python bench/bench_graph_epoch.py [--json] [--propagation csr|edgewise] [--num-threads 2] [--epochs 3]
                                       [--windows 3 17 -1] [--no-release-memory] [--profile]
-                                      [--device cuda --bf16]
+                                      [--device cuda --bf16] [--repeats 5] [--baseline GIT_REF]
+                                      [--compare-official PATH_TO_GRAPHSMILE_CHECKOUT]
 
-``--json`` prints one JSON object per window on stdout (the table goes to stderr).
+``--repeats N`` runs each window N times, each in a fresh child, and prints min / median / max and
+the spread (max - min) / min of train epoch time, its CPU time, test pass time and peak RSS.
+``--baseline REF`` also runs the child of commit REF of this repository (``git archive`` into a temp
+folder) and ``--compare-official PATH`` the official GraphSmile ``run.py`` of a checkout
+(:mod:`graphsmile_official`: patched at run time in a temp copy for one CPU process), interleaved with
+ours repeat by repeat so that every program sees the same machine load; the ratios of the medians follow.
+``--json`` prints one JSON object per run and one per summary on stdout (the tables go to stderr).
 ``--profile`` adds the top operators of ``torch.profiler`` over a few training batches.
 Nothing is asserted about speed.
 """
@@ -71,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
     from erc.core.config import config_from_dict, load_yaml
-    from erc.core.harness import release_free_heap
+    from erc.core.harness import release_free_heap, steady_heap
     from erc.data.dialogues import load_splits, make_loader
     from erc.graph.config import GraphTrainConfig
     from erc.graph.edges import cross_modal_graph
@@ -86,6 +95,8 @@ def child(args: argparse.Namespace) -> None:
     if args.hidden_dim:
         values["hidden_dim"] = args.hidden_dim
     cfg = config_from_dict(GraphTrainConfig, values, "bench")
+    if cfg.release_memory:    # as train-graph does (erc.core.harness.steady_heap)
+        steady_heap()
     rss_start = _rss_mib()
     t = time.perf_counter()
     splits = load_splits(cfg.data)
