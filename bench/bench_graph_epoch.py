@@ -257,8 +257,8 @@ def summarize_repeats(results: list[dict]) -> dict:
     return {k: _summary([r[k] for r in results]) for k in SUMMARY_FIGURES if results and all(k in r for r in results)}
 
 
-def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window: int, own: bool) -> list[str]:
-    """The child command line; ``own=False`` (a ``--baseline`` commit's child) passes only the flags it has always had."""
+def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window: int) -> list[str]:
+    """The child command line (flags every child since issue 11 has, so a ``--baseline`` commit's child takes it)."""
     cmd = [sys.executable, str(script), "--child", "--pickle", str(pickle_path), "--window", str(window),
            "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device,
            "--propagation", args.propagation, "--eval-reps", str(args.eval_reps),
@@ -337,12 +337,12 @@ def main() -> None:
               f"{' bf16' if args.bf16 else ''}; {args.epochs} epochs; {args.repeats} repeat(s)", file=log)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "MKL_NUM_THREADS": str(args.num_threads)}
         # program label -> how to run it for one window: () -> (result or None, error text)
-        programs = {"ours": lambda w: _run_child(_child_cmd(Path(__file__), args, path, w, True), env)}
+        programs = {"ours": lambda w: _run_child(_child_cmd(Path(__file__), args, path, w), env)}
         if args.baseline:
             base = export_commit(args.baseline, Path(tmp) / "baseline")
             base_env = {**env, "PYTHONPATH": str(base)}
             programs[f"baseline {args.baseline}"] = lambda w: _run_child(
-                _child_cmd(base / "bench" / "bench_graph_epoch.py", args, path, w, False), base_env, base)
+                _child_cmd(base / "bench" / "bench_graph_epoch.py", args, path, w), base_env, base)
         if official is not None:
             programs["official"] = lambda w: official.run(path, Path(tmp) / "official", window=w,
                                                           epochs=args.epochs, num_threads=args.num_threads,
