@@ -307,7 +307,7 @@ def main() -> None:
                          "with ours, and print our / official ratios")
     ap.add_argument("--propagation", default="csr", choices=("csr", "edgewise"))
     ap.add_argument("--no-release-memory", action="store_true",
-                    help="train with release_memory off (no malloc_trim after each step): the time/memory trade")
+                    help="train with release_memory off (glibc defaults: no steady_heap, no malloc_trim after loading and after each step): the time/memory trade")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--bf16", action="store_true", help="Accelerate bf16 mixed precision (autocast)")
     ap.add_argument("--hidden-dim", type=int, default=None, help="override the config (smoke tests)")
