@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))   # PYTHONPATH first: it picks the code version measured
 
 
 def main() -> None:
@@ -68,12 +68,13 @@ def main() -> None:
     combiner = LossCombiner(cfg.loss, (cfg.lambda_emo, cfg.lambda_sen, cfg.lambda_shift), cfg.epochs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     model, opt, loader = accelerator.prepare(model, opt, make_loader(splits.train, cfg.batch_size, shuffle=True, seed=0))
-    t, losses = time.perf_counter(), []
+    t, cpu, losses = time.perf_counter(), time.process_time(), []
     for epoch in range(cfg.epochs):
         loader.set_epoch(epoch)
         losses.append(train_one_epoch(model, combiner, loader, opt, accelerator, epoch, cfg)["loss"])
     print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "rss_after_load_mib": rss_after_load, "train_s": time.perf_counter() - t, "losses": losses,
+                      "rss_after_load_mib": rss_after_load, "train_s": time.perf_counter() - t,
+                      "train_cpu_s": time.process_time() - cpu, "losses": losses,
                       "hidden_dim": args.hidden_dim, "trim_after_load": args.trim_after_load,
                       "mallopt": args.mallopt}), flush=True)
 
