@@ -392,7 +392,7 @@ def _print_row(r: dict, log) -> None:
 def _print_summaries(by_window: dict, args: argparse.Namespace, log) -> None:
     """min / median / max / spread per program and window, our / other ratios of medians, growth with edges."""
     medians: dict[int, dict[str, dict]] = {}
-    print(f"\n{'program':>14} {'window':>7} {'figure':>14} {'min':>9} {'median':>9} {'max':>9} {'spread':>7}", file=log)
+    print(f"\n{'program':>14} {'window':>7} {'figure':>17} {'min':>9} {'median':>9} {'max':>9} {'spread':>7}", file=log)
     for w, runs in by_window.items():
         for label, results in runs.items():
             if not results:
@@ -400,7 +400,7 @@ def _print_summaries(by_window: dict, args: argparse.Namespace, log) -> None:
             summary = summarize_repeats(results)
             medians.setdefault(w, {})[label] = {k: s["median"] for k, s in summary.items()}
             for k, s in summary.items():
-                print(f"{label[:14]:>14} {'whole' if w < 0 else w:>7} {k:>14} {s['min']:9.3f} {s['median']:9.3f} "
+                print(f"{label[:14]:>14} {'whole' if w < 0 else w:>7} {k:>17} {s['min']:9.3f} {s['median']:9.3f} "
                       f"{s['max']:9.3f} {100 * s['spread']:6.1f}%", file=log)
             if args.json:
                 print(json.dumps({"summary": True, "program": label, "window": w, "repeats": len(results), **summary}),
