@@ -82,6 +82,36 @@ def _malloc_trim():
         return None
 
 
+#: glibc ``mallopt`` parameters (malloc.h): M_MMAP_THRESHOLD, M_ARENA_MAX
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+#: Allocations from this size up get their own mapping, returned to the OS when freed (glibc's default
+#: starts at 128 KiB and then follows the largest chunk freed so far, up to 32 MiB).
+STEADY_MMAP_THRESHOLD = 1 << 20
+
+
+@functools.cache
+def steady_heap(mmap_threshold: int = STEADY_MMAP_THRESHOLD, arena_max: int = 1) -> bool:
+    """Make the process's peak resident memory a property of the program, not of thread timing (glibc).
+
+    Two glibc malloc behaviours make the peak of the same training run differ from run to run
+    (``bench/bench_graph_epoch.py --repeats``, docs/graph_speed.md): intra-op threads that allocate
+    get arenas of their own, which hold freed memory apart from the main heap depending on which
+    thread ran what; and the mmap threshold moves up with the largest block freed so far, so
+    whether a 1-30 MiB tensor lands in the heap (where freed space is reused or stranded) or in a
+    mapping of its own depends on the history of frees. Here one arena serves every thread and
+    the threshold is fixed: every tensor of ``mmap_threshold`` bytes or more is mapped when
+    allocated and unmapped when freed, so resident memory follows the live tensors. Results are
+    unchanged (allocation only). Idempotent; False where ``mallopt`` is unavailable or refuses.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_ARENA_MAX, arena_max))
+
+
 def release_free_heap() -> bool:
     """Hand the heap memory freed so far back to the OS (glibc ``malloc_trim(0)``); False where unavailable.
 

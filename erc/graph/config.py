@@ -76,8 +76,10 @@ class GraphTrainConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": "epoch checkpoints kept per seed (0 = all)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave torch's default)"})
     release_memory: bool = field(default=True, metadata={
-        "help": "after each optimizer step hand freed heap back to the OS (glibc malloc_trim): lower peak "
-                "RSS for some epoch time (bench/bench_graph_epoch.py measures both); no effect on results"})
+        "help": "after loading and after each optimizer step hand freed heap back to the OS (glibc malloc_trim), "
+                "with one malloc arena and a fixed mmap threshold (erc.core.harness.steady_heap): a lower peak RSS, "
+                "the same in every run, for some epoch time (bench/bench_graph_epoch.py measures both); "
+                "no effect on results"})
     report_to: str = field(default="none", metadata={"help": REPORT_TO_HELP, "choices": REPORT_TO})
     overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     allow_config_change: bool = field(default=False, metadata={"help": ALLOW_CONFIG_CHANGE_HELP})

@@ -35,7 +35,7 @@ from erc.core.errors import FileFormatError
 from erc.core.io import atomic_write_bytes, check_safetensors, read_json, write_json
 from erc.graph.card import write_graph_card
 from erc.graph.edges import cross_modal_graph, num_distance_buckets, shift_pairs, temporal_graph
-from erc.graph.layers import NORMS, PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation
+from erc.graph.layers import NORMS, PROPAGATIONS, CSRLayout, RelationalGraphStack, check_propagation, leaky_relu_dropout
 
 MODEL_FILE = "model.safetensors"
 LEGACY_MODEL_FILE = "model.pt"      # torch.save state dict written before safetensors; still read
@@ -132,7 +132,8 @@ class GraphSmile(nn.Module):
             x = features[m].to(self.proj[m][0].weight.dtype)   # float32 features into a float64 model too
             if m in self.norms:
                 x = self.norms[m](x)
-            out[m] = self.proj[m](x)
+            lin, act, drop = self.proj[m]
+            out[m] = leaky_relu_dropout(lin(x), drop.p, self.training, act.negative_slope)   # = self.proj[m](x)
         return out
 
     def forward(self, batch: Any) -> GraphOutput:

@@ -89,7 +89,7 @@ def test_deterministic_selection_consistent_and_resume_exact(tmp_path):
     pd.testing.assert_frame_equal(ha, hc)
 
 
-def test_release_memory_trims_once_per_training_step(tmp_path, monkeypatch):
+def test_release_memory_trims_after_loading_and_once_per_training_step(tmp_path, monkeypatch):
     import erc.graph.train as train
     from erc.core.harness import release_free_heap
 
@@ -99,9 +99,9 @@ def test_release_memory_trims_once_per_training_step(tmp_path, monkeypatch):
     _run(tmp_path, "on", epochs=2)
     n_train = 24 - 5 - 5                     # synthetic: 24 dialogues, 5 test (session 5), 5 valid (0.2 of 24)
     steps = 2 * math.ceil(n_train / TINY["batch_size"])
-    assert len(calls) == steps
+    assert len(calls) == 1 + steps           # once after loading the data, then once per optimizer step
     _run(tmp_path, "off", epochs=2, release_memory=False)
-    assert len(calls) == steps
+    assert len(calls) == 1 + steps
 
 
 def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
