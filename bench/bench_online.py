@@ -320,7 +320,8 @@ def faults(server: Server, dialogues, mods, limits: dict, n: int = 200) -> list[
     time.sleep(1.0)
     status, hist = request(port, "GET", f"/v1/conversations/{cid}")
     record(f"clients that disconnect mid-request ({n} with half a body, {n_full} full requests whose answer is not "
-           "read)", n + n_full, [f"(nobody reads an answer); turns added: {len(hist['turns'])} (one per full request)"])
+           "read)", n + n_full, [f"(nobody reads an answer); turns added: {len(hist['turns'])} of the {n_full} full requests (a request "
+            "whose client is gone before the server reads it is dropped, never half-applied)"])
     request(port, "DELETE", f"/v1/conversations/{cid}")
     opened, answers = [], []
     for _ in range(limits["max_conversations"] + 50):

@@ -274,12 +274,15 @@ def run_serve(cfg) -> None:
 
     import uvicorn
 
-    from erc.core.harness import set_threads
+    from erc.core.harness import set_threads, steady_heap
     from erc.core.logs import setup_logging
 
     cfg.validate()
     setup_logging(True)
     set_threads(cfg.num_threads)
+    # Requests run on a thread pool: without this each worker thread that allocates gets a malloc arena
+    # of its own and freed turn buffers are stranded there, so RSS creeps up with the turns served.
+    steady_heap()
     predictor = OnlinePredictor.from_pretrained(cfg.model_dir, device=cfg.device)
     app = create_app(predictor, cfg.limits, str(cfg.model_dir))
     family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
