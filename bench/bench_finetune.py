@@ -191,6 +191,7 @@ def run(args, tmp: str, log) -> dict:
           f"{lengths.mean():.1f} / max {lengths.max()}; {args.steps} steps of batch {cfg.batch_size} = "
           f"{utterances} utterances per measurement, mean padded length {tokens / utterances:.1f}\n"
           f"threads {torch.get_num_threads()}, bf16 {args.bf16}, compile {args.compile}, "
+          f"fused AdamW {bool(opt.param_groups[0].get('fused'))}, "
           f"setup {setup_s:.1f}s, load average {os.getloadavg()[0]:.2f}", file=log, flush=True)
 
     t = time.perf_counter()
@@ -223,6 +224,7 @@ def run(args, tmp: str, log) -> dict:
         "train_utterances": len(train), "batch_size": cfg.batch_size, "steps": args.steps,
         "repeats": args.repeats, "utterances": utterances, "mean_padded_len": tokens / utterances,
         "threads": torch.get_num_threads(), "bf16": args.bf16, "compile": args.compile,
+        "fused_adamw": bool(opt.param_groups[0].get("fused")),
         "loop_utt_per_s": loop_ups, "floor_utt_per_s": floor_ups, "ratio": statistics.median(ratios),
         "cpu_ratio": statistics.median(cpu_ratios),
         "loop_s": loop_s, "floor_s": floor_s, "ratios": ratios,
