@@ -14,7 +14,9 @@
 
 Loop and floor alternate in one process (loop, floor, loop, floor, ...: ``--repeats`` pairs after one
 untimed warm-up of each), so load from other jobs on the machine hits both; the ratio is the median of
-the per-pair ratios loop/floor (target >= 0.9). ``loader`` is the loop's data path alone (iterating the
+the per-pair ratios loop/floor (target >= 0.9). ``cpu_ratio`` is the same ratio by process CPU time
+(``time.process_time``, all threads): on a machine shared with other jobs it moves far less than wall
+time, since time spent descheduled is not counted (with 2 threads it still counts OpenMP spin-waits). ``loader`` is the loop's data path alone (iterating the
 prepared loader over the same batches, no model), the share of a step that is data loading.
 Peak RSS is the process's ``ru_maxrss`` (model, optimizer state, activations, tokenised corpus).
 
@@ -96,6 +98,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--bf16", action="store_true", help="mixed_precision bf16 (Accelerate's CPU autocast)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the prepared model")
     ap.add_argument("--profile", action="store_true", help="torch.profiler top operators over loop steps")
+    ap.add_argument("--components", type=int, default=0, metavar="N",
+                    help="CPU time per step of forward+backward, clipping, the AdamW step and torch's default "
+                         "AdamW step, over the first N batches (0 = off)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout (figures on stderr)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the subset")
     args = ap.parse_args(argv)
@@ -210,6 +215,8 @@ def run(args, tmp: str, log) -> dict:
               f"load {os.getloadavg()[0]:.1f}", file=log, flush=True)
     load_s = loader_only(args.steps)
     profile = _profile(loop, args.warmup_steps) if args.profile else None
+    components = _components(model, opt, batches[:args.components], cfg.max_grad_norm, _model_inputs) \
+        if args.components else None
     progress.close()
     devnull.close()
     run_.finish()
@@ -244,11 +251,41 @@ def run(args, tmp: str, log) -> dict:
           f"data loading alone {1000 * res['loader_s_per_step']:.1f} ms/step ({100 * res['loader_share']:.1f}% of a "
           f"loop step)\npeak RSS {res['peak_rss_mib']:.0f} MiB (after setup {rss_setup:.0f} MiB), "
           f"threads {res['threads']}, warm-up {warmup_s:.1f}s, load average {os.getloadavg()}", file=log, flush=True)
+    if components is not None:
+        res["components_cpu_s"] = components
+        print("per step, CPU seconds (median over %d batches): " % args.components
+              + ", ".join(f"{k} {v:.4f}" for k, v in components.items()), file=log)
     if profile is not None:
         res["profile"] = profile
         for p in profile:
             print(f"    {p['op'][:48]:<48} {p['self_cpu_ms']:9.1f} ms/step {100 * p['share']:5.1f}%", file=log)
     return res
+
+
+def _components(model, opt, batches, max_grad_norm: float, model_inputs) -> dict:
+    """CPU seconds per step of each part, median over ``batches``: forward + backward, gradient clipping,
+    the run's AdamW step, and the same step by torch's default per-tensor AdamW (a second optimizer on the
+    same parameters and gradients: the cost the fused kernel saves)."""
+    import torch
+
+    params = [p for g in opt.param_groups for p in g["params"]]
+    plain = torch.optim.AdamW([{"params": g["params"]} for g in opt.param_groups], lr=0.0)
+    got = {"forward_backward": [], "clip_grad_norm": [], "adamw_step": [], "default_adamw_step": []}
+
+    def timed(name, fn):
+        c = time.process_time()
+        fn()
+        got[name].append(time.process_time() - c)
+
+    model.train()
+    for b in batches:
+        opt.zero_grad()
+        timed("forward_backward", lambda: model(**model_inputs(b))["loss"].backward())
+        timed("clip_grad_norm", lambda: torch.nn.utils.clip_grad_norm_(params, max_grad_norm or 1.0))
+        timed("default_adamw_step", plain.step)
+        timed("adamw_step", opt.step)
+    opt.zero_grad()
+    return {k: statistics.median(v) for k, v in got.items()}
 
 
 def _profile(loop, steps: int) -> list[dict]:

@@ -26,7 +26,7 @@ def _bench(*extra: str) -> dict:
 
 
 def test_bench_reports_loop_floor_and_ratio():
-    r = _bench()
+    r = _bench("--components", "2")
     assert KEYS <= r.keys()
     # 20 utterances in batches of 8 make epochs of 8 + 8 + 4: four steps are one epoch and one batch of
     # the next, 8 + 8 + 4 + 8 = 28 utterances per measurement
@@ -39,6 +39,8 @@ def test_bench_reports_loop_floor_and_ratio():
     assert r["floor_utt_per_s"] == 28 / statistics.median(r["floor_s"])
     assert r["peak_rss_mib"] >= r["rss_after_setup_mib"] > 0
     assert 0 < r["n_params"] < 10**6           # the tiny encoder + head
+    assert set(r["components_cpu_s"]) == {"forward_backward", "clip_grad_norm", "adamw_step", "default_adamw_step"}
+    assert all(v > 0 for v in r["components_cpu_s"].values())
 
 
 def test_bench_bf16_option_is_reported():
