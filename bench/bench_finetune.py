@@ -133,7 +133,8 @@ def run(args, tmp: str, log) -> dict:
     n = min(args.utterances, len(train))
     rows = np.sort(np.random.default_rng(args.seed).choice(len(train), n, replace=False))
     subset = train.select(rows.tolist())
-    loader, sampler = make_train_loader(subset, accelerator.unwrap_model(parts.model).tokenizer, cfg.batch_size, cfg.seed, cfg.group_by_length,
+    tokenizer = accelerator.unwrap_model(parts.model).tokenizer
+    loader, sampler = make_train_loader(subset, tokenizer, cfg.batch_size, cfg.seed, cfg.group_by_length,
                                         num_processes=accelerator.num_processes, drop_last=cfg.drop_last)
     parts = dataclasses.replace(parts, train_loader=accelerator.prepare(loader), sampler=sampler)
     if args.compile:
