@@ -285,6 +285,21 @@ def _emotion_scores(true: np.ndarray, pred: np.ndarray, labels) -> dict:
     return _class_scores("emotion", true, pred, labels)
 
 
+def fused_adamw(param_groups, **kwargs) -> torch.optim.AdamW:
+    """AdamW with its fused kernel (one pass over each tensor per step) where torch has one for these parameters.
+
+    The same update as the default per-tensor loop (about ten elementwise ops per parameter tensor), at a
+    fraction of the cost on CPU: measured on all-MiniLM-L6-v2, 1 thread, 0.17 s -> 0.03 s of CPU time per step
+    against 0.56 s of forward + backward (``docs/finetune_speed.md``). torch before 2.4 has no CPU kernel and
+    refuses ``fused=True`` for CPU parameters: then the default loop.
+    """
+    param_groups = list(param_groups)      # tried twice: a generator would be spent by the first try
+    try:
+        return torch.optim.AdamW(param_groups, fused=True, **kwargs)
+    except RuntimeError:
+        return torch.optim.AdamW(param_groups, **kwargs)
+
+
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or name.startswith("scaler")
 
@@ -353,7 +368,7 @@ def build_parts(cfg, accelerator) -> FinetuneParts:
     test_loader = make_eval_loader(tok["test"], tokenizer, cfg.eval_batch_size)
 
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([
+    optimizer = fused_adamw([
         {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
     ], lr=cfg.lr)

@@ -247,3 +247,31 @@ def test_tensorboard_logs_equal_the_csv_and_a_second_run_is_refused(tmp_path, ti
     res = run_finetune(config_from_flat(FinetuneConfig, **{**args, "lr": 1.0e-3, "overwrite": True}))
     assert res["epochs_run"] == 2 and not (out / "logs").exists()                 # the old run is gone
     assert json.loads((out / "run.json").read_text())["config"]["lr"] == 1.0e-3   # the folder is run B's
+
+
+def test_fused_adamw_takes_the_adamw_step():
+    """finetune's optimizer: the fused kernel where torch has one for CPU (2.4+), the same update as AdamW's loop."""
+    from packaging.version import Version
+
+    from erc.vad.train import fused_adamw
+
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 3, generator=gen), torch.randn(3, generator=gen)]
+    grads = [[torch.randn(x.shape, generator=gen) for x in start] for _ in range(3)]
+    a = [torch.nn.Parameter(x.clone()) for x in start]
+    b = [torch.nn.Parameter(x.clone()) for x in start]
+    groups = lambda ps: [{"params": ps[:1], "weight_decay": 0.01}, {"params": ps[1:], "weight_decay": 0.0}]  # noqa: E731
+    fused, plain = fused_adamw(groups(a), lr=0.1), torch.optim.AdamW(groups(b), lr=0.1)
+    if Version(torch.__version__.split("+")[0]) >= Version("2.4"):
+        assert fused.param_groups[0]["fused"] is True
+    for step, g in enumerate(grads):
+        for ps in (a, b):
+            for p, gi in zip(ps, g):
+                p.grad = gi.clone()
+        fused.step()
+        plain.step()
+        if step == 0:   # first step by hand: decay, then lr * m_hat / (sqrt(v_hat) + eps) = lr * g / (|g| + eps)
+            want = start[0] * (1 - 0.1 * 0.01) - 0.1 * g[0] / (g[0].abs() + 1e-8)
+            torch.testing.assert_close(a[0].detach(), want)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x.detach(), y.detach())
