@@ -353,8 +353,10 @@ def resolve_path(spec: DatasetSpec, path: str | Path | None) -> Path:
 
     p = data_path(*spec.default_path)
     if p is None:
-        raise FileNotFoundError(f"dataset {spec.name!r}: {'/'.join(spec.default_path)} not found under "
-                                f"{data_dir()} (set ERC_DATA_DIR or give path)")
+        root = data_dir()
+        where = f"under {root}" if root else "(no data folder: ERC_DATA_DIR is unset and ../shared/data is absent)"
+        raise FileNotFoundError(f"dataset {spec.name!r}: {'/'.join(spec.default_path)} not found {where}; "
+                                "set ERC_DATA_DIR or give path")
     return p
 
 
