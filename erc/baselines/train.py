@@ -18,7 +18,6 @@ reads a baseline run like a graph run: ``results.json``, ``epochs.csv``, ``confi
 from __future__ import annotations
 
 import logging
-import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from erc.core.config import save_config
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.metrics import classification_metrics
-from erc.core.runs import select_best, seed_run_outputs, summarize_seeds
+from erc.core.runs import peak_rss_mb, select_best, seed_run_outputs, summarize_split_seeds
 from erc.data.dialogues import load_splits, make_loader, merge_dialogue_records, split_by_dialogue
 
 logger = logging.getLogger(__name__)
@@ -54,9 +53,6 @@ def select_best_epoch(scores: Sequence[float]) -> int:
     return select_best(scores, higher_is_better=True)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB; Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -283,12 +279,7 @@ def train_seed(cfg: BaselineTrainConfig, splits, seed: int, run_dir: Path, run: 
 # ----------------------------------------------------------------------------- seeds
 def summarize_seed_results(results: Sequence[dict]) -> dict:
     """``{split}_{metric}_mean`` / ``_std`` (sample std) over seeds of the metrics at each seed's best epoch."""
-    out: dict[str, Any] = {}
-    for split in ("test", "valid"):
-        per_seed = [r.get(split) or {} for r in results]
-        for k, v in summarize_seeds(per_seed, SUMMARY_METRICS + CALIBRATION_SUMMARY).items():
-            out[f"{split}_{k}_mean"], out[f"{split}_{k}_std"] = v["mean"], v["std"]
-    return out
+    return summarize_split_seeds(results, SUMMARY_METRICS + CALIBRATION_SUMMARY)
 
 
 def throughput(history: Sequence[dict]) -> dict:

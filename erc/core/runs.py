@@ -300,6 +300,25 @@ def summarize_seeds(per_seed: Sequence[Mapping[str, Any]], keys: Iterable[str]) 
     return out
 
 
+def summarize_split_seeds(results: Sequence[Mapping[str, Any]], keys: Iterable[str],
+                          splits: Sequence[str] = ("test", "valid")) -> dict[str, float]:
+    """``{split}_{metric}_mean`` / ``_std`` (sample std) over seeds of each seed's metrics at its best epoch
+    (``results[i][split]``): the run summary every multi-seed stage writes into ``results.json``."""
+    keys = tuple(keys)
+    out: dict[str, float] = {}
+    for split in splits:
+        for k, v in summarize_seeds([r.get(split) or {} for r in results], keys).items():
+            out[f"{split}_{k}_mean"], out[f"{split}_{k}_std"] = v["mean"], v["std"]
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB; Linux reports ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 # ----------------------------------------------------------------------------- pipeline stages
 def format_cell(x: Any) -> str:
     """A number for a Markdown table: 3 decimals for floats, '-' for missing."""

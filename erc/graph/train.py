@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from erc.core.config import save_config
 from erc.core.harness import Checkpoints, Run, release_free_heap, start_run, steady_heap
 from erc.core.io import atomic_replace_dir, write_csv, write_json
-from erc.core.runs import seed_run_outputs, select_best, summarize_seeds
+from erc.core.runs import seed_run_outputs, select_best, summarize_split_seeds
 from erc.data.dialogues import load_splits, make_loader
 from erc.core.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
 from erc.graph.cmerc_losses import make_cmerc_loss_hook
@@ -271,12 +271,7 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, run: Run
 # ----------------------------------------------------------------------------- seeds
 def summarize_seed_results(results: Sequence[dict]) -> dict:
     """``{split}_{metric}_mean`` / ``_std`` (sample std) over seeds of the metrics at each seed's best epoch."""
-    out: dict[str, Any] = {}
-    for split in ("test", "valid"):
-        summary = summarize_seeds([r.get(split) or {} for r in results], SUMMARY_METRICS + CALIBRATION_SUMMARY)
-        for k, v in summary.items():
-            out[f"{split}_{k}_mean"], out[f"{split}_{k}_std"] = v["mean"], v["std"]
-    return out
+    return summarize_split_seeds(results, SUMMARY_METRICS + CALIBRATION_SUMMARY)
 
 
 def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), splits=None,

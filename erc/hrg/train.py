@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from erc.core.config import save_config
 from erc.core.harness import Checkpoints, Run, start_run
 from erc.core.io import atomic_replace_dir, atomic_write_text, write_csv, write_json
 from erc.core.metrics import classification_metrics
-from erc.core.runs import select_best, summarize_seeds
+from erc.core.runs import peak_rss_mb, select_best, summarize_split_seeds
 from erc.data.dialogues import load_splits, merge_dialogue_records, split_by_dialogue
 from erc.hrg.config import LEAK_NOTE, TRAIN_HRG_IDENTITY, HRGTrainConfig
 from erc.hrg.data import HRGDataset, make_hrg_loader
@@ -154,9 +153,6 @@ def prediction_rows(res: EvalResult, label_names: Sequence[str], sentiment_names
 
 
 # ----------------------------------------------------------------------------- one epoch
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB; Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def train_one_epoch(model, loader, optimizer, accelerator, cfg: HRGTrainConfig, state: dict,
@@ -304,12 +300,7 @@ def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, run: Run) 
 # ----------------------------------------------------------------------------- seeds
 def summarize_seed_results(results: Sequence[dict]) -> dict:
     """``{split}_{metric}_mean`` / ``_std`` (sample std) over seeds of the metrics at each seed's best epoch."""
-    out: dict[str, Any] = {}
-    for split in ("test", "valid"):
-        keys = SUMMARY_METRICS + CALIBRATION_KEYS + ("sentiment_accuracy",)
-        for k, v in summarize_seeds([r.get(split) or {} for r in results], keys).items():
-            out[f"{split}_{k}_mean"], out[f"{split}_{k}_std"] = v["mean"], v["std"]
-    return out
+    return summarize_split_seeds(results, SUMMARY_METRICS + CALIBRATION_KEYS + ("sentiment_accuracy",))
 
 
 def throughput(history: Sequence[dict]) -> dict:
