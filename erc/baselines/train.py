@@ -34,7 +34,7 @@ from erc.baselines.losses import inverse_frequency_weights, masked_nll
 from erc.baselines.model import BaselineModelConfig, build_model, save_baseline_model
 from erc.core.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
 from erc.core.config import save_config
-from erc.core.harness import Checkpoints, Run, start_run
+from erc.core.harness import Checkpoints, Run, finish_seed, start_run
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.metrics import classification_metrics
 from erc.core.runs import peak_rss_mb, select_best, seed_run_outputs, summarize_split_seeds
@@ -267,13 +267,9 @@ def train_seed(cfg: BaselineTrainConfig, splits, seed: int, run_dir: Path, run: 
         logger.info("%s seed %d epoch %d: loss %.4f (%.1f s) valid acc %.4f wF1 %.4f%s", cfg.method, seed, epoch,
                     stats["loss"], stats["train_seconds"], vm["accuracy"], vm["weighted_f1"],
                     " (best)" if improved else "")
-    accelerator.wait_for_everyone()
     result = {"seed": seed, "method": cfg.method, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
               "valid": state["best_valid"], "test": state["test"], "best_model": str(run_dir / "best_model")}
-    if accelerator.is_main_process:
-        write_json(run_dir / "result.json", result)
-    accelerator.free_memory()
-    return {**result, "history": state["history"]}
+    return finish_seed(accelerator, run_dir, result, state["history"])
 
 
 # ----------------------------------------------------------------------------- seeds

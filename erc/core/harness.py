@@ -112,6 +112,17 @@ def steady_heap(mmap_threshold: int = STEADY_MMAP_THRESHOLD, arena_max: int = 1)
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_ARENA_MAX, arena_max))
 
 
+def finish_seed(accelerator: Accelerator, run_dir: Path, result: Mapping[str, Any], history: list) -> dict:
+    """End of one seed of a multi-seed stage, after its epoch loop: every process waits, the main one
+    writes ``run_dir/result.json``, the accelerator's references are freed; returns ``result`` with the
+    seed's epoch ``history`` (which stays in ``epochs.csv``, not in ``result.json``)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(Path(run_dir) / "result.json", dict(result))
+    accelerator.free_memory()
+    return {**result, "history": history}
+
+
 def release_free_heap() -> bool:
     """Hand the heap memory freed so far back to the OS (glibc ``malloc_trim(0)``); False where unavailable.
 

@@ -31,7 +31,7 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from erc.core.config import save_config
-from erc.core.harness import Checkpoints, Run, release_free_heap, start_run, steady_heap
+from erc.core.harness import Checkpoints, Run, finish_seed, release_free_heap, start_run, steady_heap
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.runs import seed_run_outputs, select_best, summarize_split_seeds
 from erc.data.dialogues import load_splits, make_loader
@@ -259,13 +259,9 @@ def train_seed(cfg: GraphTrainConfig, splits, seed: int, run_dir: Path, run: Run
         if on_epoch_end is not None:
             on_epoch_end({"epoch": epoch, "valid": valid, "test": test, "model": parts.model, "improved": improved,
                           "accelerator": accelerator, "run_dir": run_dir})
-    accelerator.wait_for_everyone()
     result = {"seed": seed, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
               "valid": state["best_valid"], "test": state["test"], "best_model": str(best_dir)}
-    if accelerator.is_main_process:
-        write_json(run_dir / "result.json", result)
-    accelerator.free_memory()
-    return {**result, "history": state["history"]}
+    return finish_seed(accelerator, run_dir, result, state["history"])
 
 
 # ----------------------------------------------------------------------------- seeds

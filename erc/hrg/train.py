@@ -27,7 +27,7 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 
 from erc.core.calibration import CALIBRATION_KEYS, calibration_metrics
 from erc.core.config import save_config
-from erc.core.harness import Checkpoints, Run, start_run
+from erc.core.harness import Checkpoints, Run, finish_seed, start_run
 from erc.core.io import atomic_replace_dir, atomic_write_text, write_csv, write_json
 from erc.core.metrics import classification_metrics
 from erc.core.runs import peak_rss_mb, select_best, summarize_split_seeds
@@ -287,14 +287,10 @@ def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, run: Run) 
         logger.info("seed %d epoch %d (phase %d): loss %.4f, %.1f utt/s, valid acc %.4f wF1 %.4f%s", seed, epoch,
                     phase, stats.get("loss", float("nan")), stats["train_utts_per_s"], vm["accuracy"],
                     vm["weighted_f1"], " (best)" if improved else "")
-    accelerator.wait_for_everyone()
     result = {"seed": seed, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
               "finished": state["epoch"] + 1 >= cfg.epochs, "valid": state["best_valid"], "test": state["test"],
               "best_model": str(best_dir), "history_labels": history}
-    if accelerator.is_main_process:
-        write_json(run_dir / "result.json", result)
-    accelerator.free_memory()
-    return {**result, "history": state["history"]}
+    return finish_seed(accelerator, run_dir, result, state["history"])
 
 
 # ----------------------------------------------------------------------------- seeds
