@@ -23,7 +23,7 @@ window in a fresh child process so its peak memory is its own. Per window:
 * ``train_epoch_cpu_s``: the same epochs' CPU time (all threads), steadier than wall time on a shared machine.
 
     python bench/bench_graph_epoch.py [--json] [--propagation csr|edgewise] [--num-threads 2] [--epochs 3]
-                                      [--windows 3 17 -1] [--no-release-memory] [--profile]
+                                      [--windows 3 17 -1] [--release-memory] [--profile]
                                       [--device cuda --bf16] [--repeats 5] [--baseline GIT_REF]
                                       [--compare-official PATH_TO_GRAPHSMILE_CHECKOUT]
 
@@ -80,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
     from erc.core.config import config_from_dict, load_yaml
-    from erc.core.harness import release_free_heap, steady_heap
+    from erc.core.harness import release_free_heap, training_heap
     from erc.data.dialogues import load_splits, make_loader
     from erc.graph.config import GraphTrainConfig
     from erc.graph.edges import cross_modal_graph
@@ -91,17 +91,15 @@ def child(args: argparse.Namespace) -> None:
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
     values["data"].update(path=args.pickle)
     values.update(win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False,
-                  propagation=args.propagation, release_memory=not args.no_release_memory)
+                  propagation=args.propagation, release_memory=args.release_memory)
     if args.hidden_dim:
         values["hidden_dim"] = args.hidden_dim
     cfg = config_from_dict(GraphTrainConfig, values, "bench")
-    if cfg.release_memory:    # as train-graph does (erc.core.harness.steady_heap)
-        steady_heap()
+    training_heap(cfg.release_memory)   # as train-graph does
     rss_start = _rss_mib()
     t = time.perf_counter()
     splits = load_splits(cfg.data)
-    if cfg.release_memory:    # as train-graph does: the pickle's transient objects go back to the OS
-        release_free_heap()
+    release_free_heap()       # as train-graph does: the pickle's transient objects go back to the OS
     load_s = time.perf_counter() - t
     rss_after_load, peak_after_load = _rss_mib(), _peak_rss_mib()
     accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision="bf16" if args.bf16 else "no",
@@ -257,13 +255,15 @@ def summarize_repeats(results: list[dict]) -> dict:
     return {k: _summary([r[k] for r in results]) for k in SUMMARY_FIGURES if results and all(k in r for r in results)}
 
 
-def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window: int) -> list[str]:
-    """The child command line (flags every child since issue 11 has, so a ``--baseline`` commit's child takes it)."""
+def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window: int,
+               ours: bool = True) -> list[str]:
+    """The child command line (flags every child since issue 11 has, so a ``--baseline`` commit's child takes it;
+    ``--release-memory`` only for ours: a baseline runs its own default heap setting)."""
     cmd = [sys.executable, str(script), "--child", "--pickle", str(pickle_path), "--window", str(window),
            "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device,
            "--propagation", args.propagation, "--eval-reps", str(args.eval_reps),
            "--floor-epochs", str(args.floor_epochs)]
-    cmd += ["--no-release-memory"] if args.no_release_memory else []
+    cmd += ["--release-memory"] if args.release_memory and ours else []
     cmd += ["--hidden-dim", str(args.hidden_dim)] if args.hidden_dim else []
     cmd += ["--bf16"] if args.bf16 else []
     cmd += ["--profile"] if args.profile else []
@@ -306,8 +306,9 @@ def main() -> None:
                          "copy: CPU, one process; bench/graphsmile_official.py) on the same pickle, interleaved "
                          "with ours, and print our / official ratios")
     ap.add_argument("--propagation", default="csr", choices=("csr", "edgewise"))
-    ap.add_argument("--no-release-memory", action="store_true",
-                    help="train with release_memory off (glibc defaults: no steady_heap, no malloc_trim after loading and after each step): the time/memory trade")
+    ap.add_argument("--release-memory", action="store_true",
+                    help="train with release_memory on (lean heap: 1 MiB mmap threshold, malloc_trim after each step) "
+                         "instead of the default fast_steady_heap: the time/memory trade")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--bf16", action="store_true", help="Accelerate bf16 mixed precision (autocast)")
     ap.add_argument("--hidden-dim", type=int, default=None, help="override the config (smoke tests)")
@@ -332,7 +333,7 @@ def main() -> None:
         path, source = write_bench_pickle(Path(tmp) / "iemocap6_bench.pkl")
         print(f"IEMOCAP-6 layout pickle, {path.stat().st_size / 2**20:.0f} MiB, random features; {source}\n"
               f"config configs/graph_iemocap6.yaml (hidden {args.hidden_dim or 512}, layers 7/7/7, batch 16); "
-              f"propagation {args.propagation}; release_memory {not args.no_release_memory}; "
+              f"propagation {args.propagation}; release_memory {args.release_memory}; "
               f"{args.num_threads} CPU thread(s); device {args.device}"
               f"{' bf16' if args.bf16 else ''}; {args.epochs} epochs; {args.repeats} repeat(s)", file=log)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "MKL_NUM_THREADS": str(args.num_threads)}
@@ -342,7 +343,7 @@ def main() -> None:
             base = export_commit(args.baseline, Path(tmp) / "baseline")
             base_env = {**env, "PYTHONPATH": str(base)}
             programs[f"baseline {args.baseline}"] = lambda w: _run_child(
-                _child_cmd(base / "bench" / "bench_graph_epoch.py", args, path, w), base_env, base)
+                _child_cmd(base / "bench" / "bench_graph_epoch.py", args, path, w, ours=False), base_env, base)
         if official is not None:
             programs["official"] = lambda w: official.run(path, Path(tmp) / "official", window=w,
                                                           epochs=args.epochs, num_threads=args.num_threads,

@@ -82,11 +82,42 @@ def _malloc_trim():
         return None
 
 
-#: glibc ``mallopt`` parameters (malloc.h): M_MMAP_THRESHOLD, M_ARENA_MAX
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+#: glibc ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 #: Allocations from this size up get their own mapping, returned to the OS when freed (glibc's default
 #: starts at 128 KiB and then follows the largest chunk freed so far, up to 32 MiB).
 STEADY_MMAP_THRESHOLD = 1 << 20
+#: :func:`fast_steady_heap`'s mmap and trim thresholds: every tensor of a training step (a few MiB)
+#: is served from the one heap and its pages stay mapped from step to step.
+FAST_HEAP_THRESHOLD = 64 << 20
+
+
+@functools.cache
+def fast_steady_heap(threshold: int = FAST_HEAP_THRESHOLD) -> bool:
+    """The heap setting of a training run that wants speed and a repeatable peak (glibc; the default).
+
+    Like :func:`steady_heap` (one arena for every thread, fixed thresholds, so the peak does not
+    follow thread timing or the history of frees), but with mmap and trim thresholds high enough
+    that a step's tensors reuse heap pages that are already resident: no page faults from mapping
+    and unmapping each tensor, and no re-touching of trimmed pages in the next step. The peak is a
+    few hundred MiB higher than :func:`steady_heap` with a trim after every step, and the epoch
+    faster (``bench/bench_graph_epoch.py`` against ``--release-memory``; docs/graph_speed.md).
+    Idempotent; False where ``mallopt`` is unavailable or refuses.
+    """
+    mallopt = _mallopt()
+    return mallopt is not None and all(bool(mallopt(param, value)) for param, value in (
+        (_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, threshold), (_M_TRIM_THRESHOLD, threshold)))
+
+
+@functools.cache
+def _mallopt():
+    """glibc's ``mallopt``, or None (another libc, another OS)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
 
 
 @functools.cache
@@ -103,13 +134,16 @@ def steady_heap(mmap_threshold: int = STEADY_MMAP_THRESHOLD, arena_max: int = 1)
     allocated and unmapped when freed, so resident memory follows the live tensors. Results are
     unchanged (allocation only). Idempotent; False where ``mallopt`` is unavailable or refuses.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_ARENA_MAX, arena_max))
+
+
+def training_heap(release_memory: bool) -> bool:
+    """The heap setting of a training stage: :func:`steady_heap` (lean: with a trim after every step)
+    when ``release_memory``, else :func:`fast_steady_heap` (the default)."""
+    return steady_heap() if release_memory else fast_steady_heap()
 
 
 def finish_seed(accelerator: Accelerator, run_dir: Path, result: Mapping[str, Any], history: list) -> dict:

@@ -75,11 +75,12 @@ class GraphTrainConfig:
         "help": "save a checkpoint (seed_<k>/checkpoints/epoch_N/) after every epoch"})
     keep_checkpoints: int = field(default=2, metadata={"help": "epoch checkpoints kept per seed (0 = all)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave torch's default)"})
-    release_memory: bool = field(default=True, metadata={
-        "help": "after loading and after each optimizer step hand freed heap back to the OS (glibc malloc_trim), "
-                "with one malloc arena and a fixed mmap threshold (erc.core.harness.steady_heap): a lower peak RSS, "
-                "the same in every run, for some epoch time (bench/bench_graph_epoch.py measures both); "
-                "no effect on results"})
+    release_memory: bool = field(default=False, metadata={
+        "help": "lean heap: a fixed 1 MiB mmap threshold and the freed heap handed back to the OS (glibc malloc_trim) "
+                "after each optimizer step (erc.core.harness.steady_heap): about 0.4 GiB lower peak RSS for a "
+                "slower epoch. Off (default): one arena with 64 MiB thresholds (fast_steady_heap), pages reused "
+                "from step to step. Both keep the peak the same from run to run; bench/bench_graph_epoch.py "
+                "measures both; no effect on results"})
     report_to: str = field(default="none", metadata={"help": REPORT_TO_HELP, "choices": REPORT_TO})
     overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     allow_config_change: bool = field(default=False, metadata={"help": ALLOW_CONFIG_CHANGE_HELP})

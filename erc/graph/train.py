@@ -31,7 +31,7 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from erc.core.config import save_config
-from erc.core.harness import Checkpoints, Run, finish_seed, release_free_heap, start_run, steady_heap
+from erc.core.harness import Checkpoints, Run, finish_seed, release_free_heap, start_run, training_heap
 from erc.core.io import atomic_replace_dir, write_csv, write_json
 from erc.core.runs import seed_run_outputs, select_best, summarize_split_seeds
 from erc.data.dialogues import load_splits, make_loader
@@ -281,12 +281,10 @@ def run_train_graph(cfg: GraphTrainConfig, loss_hooks: Sequence[LossHook] = (), 
     run = start_run(cfg, "train-graph", TRAIN_GRAPH_IDENTITY,
                     dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     accelerator, out_dir = run.accelerator, run.output_dir
-    if cfg.release_memory:   # one malloc arena and a fixed mmap threshold: a peak RSS that is the same every run
-        steady_heap()
+    training_heap(cfg.release_memory)   # one malloc arena, fixed thresholds: a peak RSS that is the same every run
     with accelerator.main_process_first():
         splits = splits if splits is not None else load_splits(cfg.data)
-    if cfg.release_memory:   # reading a pickle frees about twice the features it keeps: give that heap back now
-        release_free_heap()
+    release_free_heap()   # reading a pickle frees about twice the features it keeps: give that heap back now
     accelerator.print(f"train-graph: {splits.summary()} modalities {cfg.data.modalities} dims {splits.dims}")
     results, history = [], []
     for k in range(cfg.seeds):

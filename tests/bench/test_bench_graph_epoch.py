@@ -32,11 +32,11 @@ def test_bench_child_reports_every_figure(tmp_path):
     assert r["floor_ratio"] == r["train_epoch_s"] / r["floor_s"]
     assert r["eval_floor_ratio"] == r["eval_test_s"] / r["eval_floor_s"]
     assert r["window"] == 3 and r["hidden_dim"] == 8 and len(r["epoch_s"]) == 2
-    assert r["release_memory"] is True and len(r["eval_s"]) == len(r["eval_floor_s_all"]) == 1
-    off = subprocess.run(cmd + ["--no-release-memory"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert off.returncode == 0, off.stderr[-2000:]
-    line = [ln for ln in off.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    assert json.loads(line[len("RESULT "):])["release_memory"] is False
+    assert r["release_memory"] is False and len(r["eval_s"]) == len(r["eval_floor_s_all"]) == 1
+    lean = subprocess.run(cmd + ["--release-memory"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert lean.returncode == 0, lean.stderr[-2000:]
+    line = [ln for ln in lean.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    assert json.loads(line[len("RESULT "):])["release_memory"] is True
 
     # edges_per_batch is the mean edge count of the training batches at window 3/3
     from erc.core.config import config_from_dict, load_yaml

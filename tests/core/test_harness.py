@@ -262,3 +262,30 @@ print(mmapped(STEADY_MMAP_THRESHOLD + 4096), mmapped(4 << 20), mmapped(512 << 10
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True", "False"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_fast_steady_heap_serves_step_sized_blocks_from_the_heap():
+    """After fast_steady_heap a 4 MiB block (a training step's tensor) comes from the heap, not a mapping of
+    its own; one above the 64 MiB threshold is mapped. Fresh interpreter, as above."""
+    import subprocess
+
+    script = """
+import ctypes
+from erc.core.harness import FAST_HEAP_THRESHOLD, fast_steady_heap
+assert fast_steady_heap() is True and fast_steady_heap() is True
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def mmapped(n):
+    ptr = libc.malloc(n)
+    try:
+        return bool(ctypes.c_size_t.from_address(ptr - ctypes.sizeof(ctypes.c_size_t)).value & 2)
+    finally:
+        libc.free(ptr)
+print(mmapped(4 << 20), mmapped(FAST_HEAP_THRESHOLD + 4096))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True"]

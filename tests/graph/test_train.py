@@ -69,7 +69,7 @@ def _run(tmp_path, name, **over):
 
 def test_deterministic_selection_consistent_and_resume_exact(tmp_path):
     a = _run(tmp_path, "a", epochs=4)
-    b = _run(tmp_path, "b", epochs=4, release_memory=False)   # malloc_trim after each step or not: same numbers
+    b = _run(tmp_path, "b", epochs=4, release_memory=True)    # malloc_trim after each step or not: same numbers
     ha = pd.read_csv(tmp_path / "a" / "epochs.csv")
     hb = pd.read_csv(tmp_path / "b" / "epochs.csv")
     pd.testing.assert_frame_equal(ha, hb)                                  # identical 1-process runs
@@ -96,12 +96,12 @@ def test_release_memory_trims_after_loading_and_once_per_training_step(tmp_path,
     assert release_free_heap() is sys.platform.startswith("linux")   # glibc here (CI and dev machines)
     calls = []
     monkeypatch.setattr(train, "release_free_heap", lambda: calls.append(1))
-    _run(tmp_path, "on", epochs=2)
+    _run(tmp_path, "on", epochs=2, release_memory=True)
     n_train = 24 - 5 - 5                     # synthetic: 24 dialogues, 5 test (session 5), 5 valid (0.2 of 24)
     steps = 2 * math.ceil(n_train / TINY["batch_size"])
     assert len(calls) == 1 + steps           # once after loading the data, then once per optimizer step
-    _run(tmp_path, "off", epochs=2, release_memory=False)
-    assert len(calls) == 1 + steps
+    _run(tmp_path, "off", epochs=2)          # the default: once after loading only
+    assert len(calls) == 1 + steps + 1
 
 
 def test_auto_loss_params_are_trained_and_checkpointed_and_hooks_run(tmp_path):
