@@ -43,8 +43,9 @@ class ConfigError(ValueError):
     """A configuration file or flag that cannot be turned into the stage's dataclass."""
 
 
-#: ``mixed_precision`` of every trained stage (Accelerate's values).
-MIXED_PRECISION = ("no", "fp16", "bf16")
+#: ``mixed_precision`` of every trained stage: Accelerate's values, and ``auto`` (bf16 where the device
+#: computes it natively, else no; resolved when the run starts and recorded in its config.yaml).
+MIXED_PRECISION = ("no", "fp16", "bf16", "auto")
 
 #: ``resume`` (every trained stage, one type, one meaning): one of these words or a checkpoint folder.
 RESUME_MODES = ("auto", "never", "latest")

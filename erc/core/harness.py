@@ -146,6 +146,28 @@ def training_heap(release_memory: bool) -> bool:
     return steady_heap() if release_memory else fast_steady_heap()
 
 
+def native_bf16(device_type: str = "cpu") -> bool:
+    """Whether ``device_type`` computes bf16 matrix products natively: a CUDA device that supports bf16,
+    or a CPU with AVX512-BF16 or AMX-BF16 (Linux /proc/cpuinfo flags). Elsewhere bf16 autocast on CPU is
+    emulated and slower than float32."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_mixed_precision(value: str, device_type: str) -> str:
+    """``mixed_precision`` as Accelerate takes it: ``auto`` becomes ``bf16`` where :func:`native_bf16`, else ``no``."""
+    if value != "auto":
+        return value
+    return "bf16" if native_bf16(device_type) else "no"
+
+
 def finish_seed(accelerator: Accelerator, run_dir: Path, result: Mapping[str, Any], history: list) -> dict:
     """End of one seed of a multi-seed stage, after its epoch loop: every process waits, the main one
     writes ``run_dir/result.json``, the accelerator's references are freed; returns ``result`` with the
@@ -253,6 +275,10 @@ def start_run(cfg: Any, stage: str, rule: IdentityRule, **accelerator_kwargs: An
     """
     out_dir = Path(cfg.output_dir)
     report_to = getattr(cfg, "report_to", "none") or "none"
+    if getattr(cfg, "mixed_precision", "no") == "auto":   # resolved before the identity and the saved config.yaml
+        device = "cpu" if use_cpu_processes() or not torch.cuda.is_available() else "cuda"
+        cfg.mixed_precision = resolve_mixed_precision("auto", device)
+        logger.info("mixed_precision auto: %s (%s)", cfg.mixed_precision, device)
     accelerator = Accelerator(
         cpu=use_cpu_processes(), mixed_precision=getattr(cfg, "mixed_precision", "no"),
         log_with=None if report_to == "none" else report_to,

@@ -265,3 +265,24 @@ def test_kill_between_renames_and_truncated_checkpoint_resume_exactly(tmp_path, 
                for r in caplog.records if r.levelno == logging.WARNING)
     assert "seed 0: resumed from" in caplog.text and "epoch_1 after epoch 0" in caplog.text
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "trunc" / "epochs.csv"), full)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_mixed_precision_auto_is_resolved_before_the_run_and_recorded(tmp_path, monkeypatch, native):
+    """auto becomes bf16 where the processor computes bf16 natively, else no; config.yaml records the
+    resolved value (so the run's identity and card say what ran), and the run trains either way."""
+    import yaml
+
+    import erc.core.harness as harness
+
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.setattr(harness, "native_bf16", lambda device_type="cpu": native)
+    AcceleratorState._reset_state()   # an earlier test's Accelerator in this process fixed its precision
+    assert harness.resolve_mixed_precision("auto", "cpu") == ("bf16" if native else "no")
+    assert harness.resolve_mixed_precision("no", "cpu") == "no"
+    res = _run(tmp_path, "auto", epochs=1, mixed_precision="auto")
+    saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
+    assert saved["mixed_precision"] == ("bf16" if native else "no")
+    AcceleratorState._reset_state()
+    assert 0.0 <= res["test_weighted_f1_mean"] <= 1.0
