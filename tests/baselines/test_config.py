@@ -25,6 +25,7 @@ def test_published_iemocap_settings(project_root):
     assert rnn.class_weighting == "inverse_frequency" and not rnn.listener_update
     gcn = resolve_config(BaselineTrainConfig, EMB, configs / "baseline_dialoguegcn_cosmic_iemocap.yaml")
     assert (gcn.win_p, gcn.win_f, gcn.encoder_dim, gcn.graph_dim, gcn.num_bases) == (10, 10, 100, 100, 30)
+    assert gcn.edge_attention and gcn.nodal_attention
 
 
 def test_edge_attention_off_leaves_the_run_identity_of_earlier_runs_unchanged():
