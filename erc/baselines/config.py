@@ -63,6 +63,9 @@ class BaselineTrainConfig:
     nodal_attention: bool = field(default=True, metadata={
         "help": "dialoguegcn: attention over the dialogue's node features before the classifier (past only "
                 "when the model is causal)"})
+    edge_attention: bool = field(default=False, metadata={
+        "help": "dialoguegcn: the paper's edge attention: each edge j -> i weighted by softmax over i's window of "
+                "g_i^T W_e g_j (g: the sequential encoder's output) in the RGCNConv (off = every edge weighs 1)"})
     num_speakers: int = field(default=0, metadata={
         "help": "dialoguegcn: speakers per dialogue the relation types cover (2 * S^2 relations); 0 = the most "
                 "any dialogue of the data has"})
@@ -140,9 +143,11 @@ class BaselineTrainConfig:
 
 # What makes two train-baseline runs the same run (erc.core.runs): more epochs or seeds extend a run,
 # checkpoint bookkeeping and the number of processes do not change what it computes; data files are inputs.
+# Fields added later are left out at their default, so runs recorded before them keep their identity.
 TRAIN_BASELINE_IDENTITY = IdentityRule(
     ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints"}),
-    inputs=("data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir"))
+    inputs=("data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir"),
+    added=(("edge_attention", False),))
 
 
 @dataclass

@@ -16,7 +16,9 @@ log-probabilities ``(N, C)`` in the batch's order; the recurrent parts work on a
 * **DialogueGCN** (Ghosal et al., EMNLP 2019): a (bi-)GRU over each dialogue (sequential context,
   :class:`SequenceEncoder`),
   ``RGCNConv`` over the relational graph of :mod:`erc.baselines.edges` then ``GraphConv``
-  (speaker-level context), the classifier over ``[sequential ; graph]`` features (optionally with
+  (speaker-level context; with ``edge_attention`` the paper's edge weights
+  ``alpha_ij = softmax_j(g_i^T W_e g_j)`` scale the RGCNConv messages, :mod:`erc.baselines.layers`),
+  the classifier over ``[sequential ; graph]`` features (optionally with
   nodal attention within the dialogue).
 * **MLP**: each utterance's features alone, no dialogue context.
 
@@ -36,6 +38,7 @@ from torch import nn
 from torch_geometric.nn import GraphConv, RGCNConv
 
 from erc.baselines.edges import dialogue_edges, num_relations
+from erc.baselines.layers import EdgeAttention, EdgeWeightedRGCNConv, self_loop_weight
 from erc.core.errors import FileFormatError
 from erc.core.io import atomic_write_bytes, read_json, write_json
 from erc.data.batch import DialogueBatch
@@ -69,6 +72,7 @@ class BaselineModelConfig:
     win_p: int = 10
     win_f: int = 10
     nodal_attention: bool = True
+    edge_attention: bool = False      # added later: model folders saved before it load with False, as built
     num_speakers: int = 2
     mlp_dims: list[int] = field(default_factory=lambda: [300])
     hidden_dim: int = 300
@@ -280,14 +284,16 @@ class DialogueGCNModel(nn.Module):
         self.encoder = SequenceEncoder(cfg.encoder, cfg.input_dim, cfg.encoder_dim, cfg.encoder_layers,
                                        cfg.bidirectional, cfg.dropout)
         d_seq = cfg.encoder_dim * (2 if cfg.bidirectional else 1)
-        self.rgcn = RGCNConv(d_seq, cfg.graph_dim, num_relations(cfg.num_speakers),
-                             num_bases=cfg.num_bases or None)
+        conv = EdgeWeightedRGCNConv if cfg.edge_attention else RGCNConv      # the same parameters
+        self.rgcn = conv(d_seq, cfg.graph_dim, num_relations(cfg.num_speakers), num_bases=cfg.num_bases or None)
         self.gconv = GraphConv(cfg.graph_dim, cfg.graph_dim)
         d = d_seq + cfg.graph_dim
         self.att = nn.Linear(d, d) if cfg.nodal_attention else None
         self.linear = nn.Linear(d, cfg.hidden_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.hidden_dim, cfg.num_classes)
+        # built last, so that without it every other parameter is initialised as before the option existed
+        self.edge_att = EdgeAttention(d_seq) if cfg.edge_attention else None
 
     def sequential(self, batch: DialogueBatch) -> torch.Tensor:
         """``(N, d_seq)``: the sequential context encoder over each dialogue."""
@@ -298,7 +304,13 @@ class DialogueGCNModel(nn.Module):
         h = self.sequential(batch)
         edge_index, edge_type = dialogue_edges(batch.ptr, batch.speakers, self.cfg.win_p, self.cfg.win_f,
                                                self.cfg.num_speakers)
-        g = self.gconv(self.rgcn(h, edge_index, edge_type), edge_index)
+        if self.edge_att is None:
+            r = self.rgcn(h, edge_index, edge_type)
+        else:
+            alpha = self.edge_att(h, edge_index)                      # (E,), sums to 1 into each node
+            r = self.rgcn(h, edge_index, edge_type, edge_weight=alpha,
+                          root_weight=self_loop_weight(alpha, edge_index, h.size(0)))
+        g = self.gconv(r, edge_index)
         z = torch.cat([h, g], -1)
         if self.att is not None:
             zp, mask = to_padded(z, batch)

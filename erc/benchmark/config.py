@@ -16,6 +16,12 @@ naming the field::
         features: {zs_minilm: /path/embeddings.npz, ft: {text_embeddings: /path/ft.npz}}
         modalities: [text, text_timing]        # names from the top-level modalities (default: all)
     modalities: {text: [text], text_timing: [text, timing]}
+    published:                                 # figures from papers, shown beside ours (not compared by test)
+      - {method: dialoguegcn, dataset: cosmic_iemocap, metric: weighted_f1, value: 64.18,
+         source: "Ghosal et al., EMNLP 2019", selection: test}
+
+A published ``value`` is a percentage as the paper prints it; ``method`` and ``dataset`` name entries
+of this config; ``selection`` says which split picked the paper's epoch (``test`` or ``validation``).
 """
 from __future__ import annotations
 
@@ -71,6 +77,54 @@ class DatasetEntry:
     modalities: list[str]                                     # names of BenchmarkConfig.modalities
 
 
+PUBLISHED_SELECTION = ("test", "validation")
+PUBLISHED_METRICS = ("weighted_f1", "accuracy", "macro_f1")      # test-split metrics of the table
+
+
+@dataclass
+class PublishedFigure:
+    """A figure from a paper for a method entry on a dataset entry (test split), in percent as printed."""
+
+    method: str
+    dataset: str
+    metric: str
+    value: float
+    source: str
+    selection: str          # the split that picked the paper's epoch: test or validation
+
+
+def _published(raw: Any, i: int, methods: list[str], datasets: list[str]) -> PublishedFigure:
+    where = f"published[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping {{method, dataset, metric, value, source, selection}}, "
+                          f"got {raw!r}")
+    known = ("method", "dataset", "metric", "value", "source", "selection")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    missing = [k for k in known if k not in raw and k != "metric"]
+    if missing:
+        raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}")
+    method, dataset = raw["method"], raw["dataset"]
+    metric, selection = raw.get("metric", "weighted_f1"), raw["selection"]
+    if method not in methods:
+        raise ConfigError(f"{where}.method: {method!r} is not a method entry; entries: {', '.join(methods)}")
+    if dataset not in datasets:
+        raise ConfigError(f"{where}.dataset: {dataset!r} is not a dataset entry; entries: {', '.join(datasets)}")
+    if metric not in PUBLISHED_METRICS:
+        raise ConfigError(f"{where}.metric: unknown {metric!r}; allowed: {', '.join(PUBLISHED_METRICS)}")
+    value = raw["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise ConfigError(f"{where}.value: expected a number from 0 to 100 (the paper's figure in percent), "
+                          f"got {value!r}")
+    if selection not in PUBLISHED_SELECTION:
+        raise ConfigError(f"{where}.selection: unknown {selection!r}; allowed: {', '.join(PUBLISHED_SELECTION)} "
+                          "(the split that picked the paper's epoch)")
+    if not isinstance(raw["source"], str) or not raw["source"].strip():
+        raise ConfigError(f"{where}.source: expected the paper (a non-empty string), got {raw['source']!r}")
+    return PublishedFigure(str(method), str(dataset), str(metric), float(value), raw["source"].strip(), selection)
+
+
 @dataclass
 class BenchmarkConfig:
     """``erc benchmark``: every method under one protocol (same split, same seeds, selection on validation
@@ -97,6 +151,11 @@ class BenchmarkConfig:
     bootstrap_seed: int = field(default=0, metadata={"help": "seed of the bootstrap resampling"})
     num_threads: int = field(default=0, metadata={
         "help": "torch CPU threads of each cell (0 = the stage's own setting)"})
+    published: list = field(default_factory=list, metadata={
+        "cli": False, "help": "figures from papers shown beside the table: a list of {method: method entry, "
+                              "dataset: dataset entry, metric: weighted_f1 | accuracy | macro_f1 (default "
+                              "weighted_f1), value: percent as printed, source: the paper, selection: test | "
+                              "validation (the split that picked the paper's epoch)}"})
     plan_only: bool = field(default=False, metadata={
         "help": "print the plan (what runs, resumes, is skipped) and stop"})
     table_only: bool = field(default=False, metadata={
@@ -112,6 +171,14 @@ class BenchmarkConfig:
         if self.reference not in methods:
             raise ConfigError(f"reference: {self.reference!r} is not a method entry; entries: "
                               f"{', '.join(methods)}")
+        self.published_figures()
+
+    def published_figures(self) -> list[PublishedFigure]:
+        """The ``published:`` list, checked entry by entry (each error names ``published[i].field``)."""
+        if not isinstance(self.published, list):
+            raise ConfigError(f"published: expected a list of figures, got {self.published!r}")
+        methods, datasets = list(self.methods or {}), list(self.datasets or {})
+        return [_published(raw, i, methods, datasets) for i, raw in enumerate(self.published)]
 
     def __post_init__(self) -> None:
         self.validate()

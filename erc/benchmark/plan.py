@@ -166,13 +166,26 @@ def stage_finished(cell: Cell) -> bool:
         r.get("finished", True) and (epochs is None or r.get("epochs_run", epochs) >= epochs) for r in per_seed)
 
 
+def _comparable(config: Any, added: tuple[tuple[str, Any], ...]) -> Any:
+    """A cell config, flat, without the stage's later-added fields at their defaults (:class:`IdentityRule`
+    ``added``): a marker written before such a field existed still matches a config that leaves it at its default."""
+    if not isinstance(config, dict):
+        return config
+    flat = flatten(config)
+    for name, default in added:
+        if name in flat and flat[name] == default:
+            del flat[name]
+    return flat
+
+
 def is_complete(cell: Cell) -> bool:
     """The marker says the stage finished with this very config, and the stage's outputs are there."""
     marker = cell.folder / MARKER
     if not marker.is_file():
         return False
-    recorded = read_json(marker).get("config")
-    return recorded == cell.config_dict() and cell.spec.stage.is_complete(cell.config)
+    added = cell.spec.stage.identity_rule.added
+    recorded = _comparable(read_json(marker).get("config"), added)
+    return recorded == _comparable(cell.config_dict(), added) and cell.spec.stage.is_complete(cell.config)
 
 
 def _missing_inputs(cell: Cell) -> list[str]:

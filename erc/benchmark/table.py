@@ -10,6 +10,11 @@ epoch; mean ± sample std over seeds), validation weighted F1 (the same), the ce
 peak resident memory (see :mod:`erc.benchmark.run`), and against the reference method of the
 block: Δ weighted F1 (method - reference, seeds pooled), its 95 % paired-bootstrap interval and the
 two-sided p-value (:func:`erc.core.significance.paired_bootstrap`, resampling test dialogues).
+
+The config's ``published:`` figures (papers' numbers, in percent) are listed beside our rows of the same
+method entry and dataset, ours in percent too (``benchmark.md``'s "Published figures" section,
+``benchmark_published.csv``, ``benchmark.json``'s ``published``). They are context, not a test: the
+papers' features, splits and epoch selection differ from ours (ours: always validation).
 """
 from __future__ import annotations
 
@@ -151,6 +156,58 @@ def table_rows(cfg: BenchmarkConfig, cells: list[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
+PUBLISHED_COLUMNS = ("method", "dataset", "metric", "published", "source", "selection", "features", "modalities",
+                     "status", "seeds", "ours_mean", "ours_std", "difference", "note")
+
+
+def _selection_note(selection: str) -> str:
+    return ("test-selected there, validation-selected here" if selection == "test"
+            else "validation-selected there and here")
+
+
+def published_rows(cfg: BenchmarkConfig, rows: list[dict]) -> list[dict[str, Any]]:
+    """Each published figure beside each of our rows of its method entry and dataset (one per features and
+    modalities block; one row with no figures of ours when there is none). Percent, as the papers print them:
+    ``ours_mean`` / ``ours_std`` are our test mean ± sample std x 100, ``difference`` = ours - published."""
+    out = []
+    for fig in cfg.published_figures():
+        ours = [r for r in rows if r["method"] == fig.method and r["dataset"] == fig.dataset] or [None]
+        for r in ours:
+            mean, std = (None, None) if r is None else (r[f"test_{fig.metric}_mean"], r[f"test_{fig.metric}_std"])
+            mean = None if mean is None else 100.0 * mean
+            std = None if std is None else 100.0 * std
+            out.append({"method": fig.method, "dataset": fig.dataset, "metric": fig.metric, "published": fig.value,
+                        "source": fig.source, "selection": fig.selection,
+                        "features": None if r is None else r["features"],
+                        "modalities": None if r is None else r["modalities"],
+                        "status": "no cell" if r is None else r["status"], "seeds": 0 if r is None else r["seeds"],
+                        "ours_mean": mean, "ours_std": std,
+                        "difference": None if mean is None else mean - fig.value,
+                        "note": _selection_note(fig.selection)})
+    return out
+
+
+def render_published(published: list[dict]) -> list[str]:
+    """The "Published figures" section of ``benchmark.md`` (no lines when the config lists none)."""
+    if not published:
+        return []
+    lines = ["## Published figures", "",
+             "Figures from papers beside ours for the same method and dataset, in percent (ours: test mean ± sample "
+             "std over seeds x 100). Context, not a test: the papers' features, and often their splits and epoch "
+             "selection, differ from ours; each row says which split picked the epoch there and here.", "",
+             "| method | dataset | metric | published | source | features | modalities | ours | ours - published "
+             "| selection |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in published:
+        ours = "-" if r["ours_mean"] is None else f"{r['ours_mean']:.2f} ± {r['ours_std']:.2f}"
+        if r["status"] != "complete":
+            ours += f" ({r['status']})"
+        diff = "-" if r["difference"] is None else f"{r['difference']:+.2f}"
+        lines.append(f"| {r['method']} | {r['dataset']} | {r['metric']} | {r['published']:.2f} | {r['source']} "
+                     f"| {r['features'] or '-'} | {r['modalities'] or '-'} | {ours} | {diff} | {r['note']} |")
+    return lines + [""]
+
+
 def _pm(mean, std) -> str:
     return "-" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
@@ -163,7 +220,7 @@ def _p(p) -> str:
     return "-" if p is None else (f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}")
 
 
-def render_markdown(cfg: BenchmarkConfig, rows: list[dict]) -> str:
+def render_markdown(cfg: BenchmarkConfig, rows: list[dict], published: list[dict] | None = None) -> str:
     lines = [f"# Benchmark: `{cfg.output_dir}`", "",
              f"Every cell: the same split per dataset, seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}, each seed's epoch "
              f"picked by validation {cfg.selection_metric} (the test split selects nothing); test and validation "
@@ -192,6 +249,7 @@ def render_markdown(cfg: BenchmarkConfig, rows: list[dict]) -> str:
     lines += ["", "A method that reads its own text (e.g. HRG-SSA, from the transcript) has one cell per dataset and "
               "modalities; it is listed in every features block with the same figures (the `cell` link is the same).",
               ""]
+    lines += render_published(published or [])
     return "\n".join(lines)
 
 
@@ -222,13 +280,16 @@ def plot(cfg: BenchmarkConfig, rows: list[dict], path: Path) -> Path:
 
 
 def write_table(cfg: BenchmarkConfig, cells: list[Cell]) -> Path:
-    """``benchmark.md`` / ``.csv`` / ``.json`` / ``.png`` in ``cfg.output_dir``; returns the Markdown path."""
+    """``benchmark.md`` / ``.csv`` / ``.json`` / ``.png`` and ``benchmark_published.csv`` in ``cfg.output_dir``;
+    returns the Markdown path."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = table_rows(cfg, cells)
+    published = published_rows(cfg, rows)
     md = out / "benchmark.md"
-    atomic_write_text(md, render_markdown(cfg, rows))
+    atomic_write_text(md, render_markdown(cfg, rows, published))
     write_csv(out / "benchmark.csv", rows, columns=COLUMNS)
+    write_csv(out / "benchmark_published.csv", published, columns=PUBLISHED_COLUMNS)   # header only: none listed
     write_json(out / "benchmark.json", {
         "protocol": {"seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), "selection": f"valid_{cfg.selection_metric}",
                      "reference": cfg.reference, "bootstrap_resamples": cfg.bootstrap_resamples,
@@ -236,6 +297,6 @@ def write_table(cfg: BenchmarkConfig, cells: list[Cell]) -> Path:
                      "statistic": "paired bootstrap over test dialogues of the weighted-F1 difference, seeds pooled",
                      "wall_seconds": "child process wall time, summed over attempts",
                      "peak_rss_mib": "child process max RSS (os.wait4 ru_maxrss), max over attempts"},
-        "rows": rows})
+        "rows": rows, "published": published})
     plot(cfg, rows, out / "benchmark.png")
     return md

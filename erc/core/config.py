@@ -298,10 +298,15 @@ def _build(cls: type[T], values: dict, source: str, prefix: str = "") -> T:
     for f in dataclasses.fields(cls):     # before construction: __post_init__ may rely on valid values
         if f.name in kwargs:
             check_field_choices(f, kwargs[f.name], source, prefix + f.name)
-    cfg = cls(**kwargs)
-    validate = getattr(cfg, "validate", None)
-    if callable(validate):
-        validate()
+    try:
+        cfg = cls(**kwargs)
+        validate = getattr(cfg, "validate", None)
+        if callable(validate):
+            validate()
+    except ConfigError as exc:     # a check across fields (validate / __post_init__): name the file too
+        if type(exc) is not ConfigError or str(exc).startswith(f"{source}:"):
+            raise
+        raise ConfigError(f"{source}: {exc}") from exc
     return cfg
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from erc.baselines.config import BaselineTrainConfig
+from erc.baselines.config import TRAIN_BASELINE_IDENTITY, BaselineTrainConfig
 from erc.core.config import ConfigError, config_from_flat, resolve_config
 
 EMB = {"data": {"text_embeddings": "emb.npz"}}
@@ -25,6 +25,17 @@ def test_published_iemocap_settings(project_root):
     assert rnn.class_weighting == "inverse_frequency" and not rnn.listener_update
     gcn = resolve_config(BaselineTrainConfig, EMB, configs / "baseline_dialoguegcn_cosmic_iemocap.yaml")
     assert (gcn.win_p, gcn.win_f, gcn.encoder_dim, gcn.graph_dim, gcn.num_bases) == (10, 10, 100, 100, 30)
+    assert gcn.edge_attention and gcn.nodal_attention
+
+
+def test_edge_attention_off_leaves_the_run_identity_of_earlier_runs_unchanged():
+    off = config_from_flat(BaselineTrainConfig, {"method": "dialoguegcn"})
+    on = config_from_flat(BaselineTrainConfig, {"method": "dialoguegcn", "edge_attention": True})
+    a, b = (TRAIN_BASELINE_IDENTITY.identity("train-baseline", c) for c in (off, on))
+    assert "edge_attention" not in a.config and b.config["edge_attention"] is True
+    # the fingerprint the code before the field gave this config (commit 8beffba): recorded runs keep theirs
+    assert a.fingerprint == "c2ebcd5b90f792f4"
+    assert a.changes(b) == ["edge_attention '(absent)' -> True"]
 
 
 def test_causal_variants_and_bad_values():

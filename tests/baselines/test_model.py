@@ -95,6 +95,7 @@ def _cfg(method: str, **kw) -> BaselineModelConfig:
     ("dialoguernn", dict(bidirectional=False), True),
     ("dialoguernn", dict(bidirectional=True), False),
     ("dialoguegcn", dict(bidirectional=False, win_f=0), True),
+    ("dialoguegcn", dict(bidirectional=False, win_f=0, edge_attention=True), True),
     ("dialoguegcn", dict(bidirectional=True), False),
     ("mlp", {}, True)])
 def test_causal_models_never_read_a_later_turn(method, kw, causal):
@@ -141,3 +142,18 @@ def test_padding_is_never_read_a_dialogue_alone_equals_it_in_a_batch(method):
         both = model(collate_dialogues(d))
         alone = torch.cat([model(collate_dialogues([d[0]])), model(collate_dialogues([d[1]]))])
     torch.testing.assert_close(both, alone)
+
+
+def test_edge_attention_off_builds_the_model_as_before_on_adds_only_w_e():
+    torch.manual_seed(0)
+    off = build_model(_cfg("dialoguegcn", bidirectional=True))
+    torch.manual_seed(0)
+    on = build_model(_cfg("dialoguegcn", bidirectional=True, edge_attention=True))
+    assert off.edge_att is None and type(off.rgcn).__name__ == "RGCNConv"
+    extra = set(on.state_dict()) - set(off.state_dict())
+    assert extra == {"edge_att.lin.weight"} and set(off.state_dict()) <= set(on.state_dict())
+    for k, v in off.state_dict().items():         # W_e is built last: the shared parameters start the same
+        torch.testing.assert_close(on.state_dict()[k], v)
+    with torch.no_grad():
+        batch = collate_dialogues(_dialogues())
+        assert not torch.allclose(off.eval()(batch), on.eval()(batch))

@@ -47,7 +47,8 @@ def _flags(d: dict) -> list[str]:
 @pytest.mark.parametrize("method,epochs,over", [
     ("mlp", 4, {}),
     ("dialoguernn", 5, {"bidirectional": True, "class_weighting": "inverse_frequency"}),
-    ("dialoguegcn", 8, {"bidirectional": True, "lr": 5.0e-3})])
+    ("dialoguegcn", 8, {"bidirectional": True, "lr": 5.0e-3}),
+    ("dialoguegcn", 8, {"bidirectional": True, "lr": 5.0e-3, "edge_attention": True})])
 def test_each_method_learns_on_the_synthetic_corpus(tmp_path, method, epochs, over):
     res = _run(tmp_path / method, method=method, epochs=epochs, checkpoint=False, **over)
     hist = pd.read_csv(tmp_path / method / "epochs.csv")

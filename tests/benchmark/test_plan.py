@@ -107,6 +107,29 @@ def test_plan_skips_finished_resumes_unfinished_refuses_changed(tmp_path):
     assert "graph_cmerc" not in str(info.value)        # only the changed cell is named
 
 
+def test_a_marker_written_before_a_field_was_added_still_skips(tmp_path, project_root, monkeypatch):
+    """A finished train-baseline cell whose cell.json predates ``edge_attention`` (added with its default off, in
+    TRAIN_BASELINE_IDENTITY.added) is still complete; the field switched on is another run."""
+    from erc.core.io import read_json
+
+    monkeypatch.chdir(project_root)
+    gcn = {"method": "dialoguegcn", "overrides": {"epochs": 1}}
+    cfg = _cfg(tmp_path, methods={"graph": {}, "gcn": gcn},
+               datasets={"synthetic": {"features": {"h32": {"text_source": "hash", "hash_dim": 32}},
+                                       "modalities": ["text"]}})
+    cell = next(c for c in cells(cfg) if c.method == "gcn")
+    _finish(cell)
+    marker = cell.folder / "cell.json"
+    old = read_json(marker)
+    assert old["config"].pop("edge_attention") is False                  # as the code before the field wrote it
+    write_json(marker, old)
+    assert {p.cell.label: p.action for p in plan(cfg)}[cell.label] == "skip"
+    on = _cfg(tmp_path, methods={"graph": {}, "gcn": {**gcn, "overrides": {"epochs": 1, "edge_attention": True}}},
+              datasets=cfg.datasets)
+    with pytest.raises(RunMismatchError, match=r"synthetic/h32/text/gcn \(edge_attention '\(absent\)' -> True\)"):
+        plan(on)
+
+
 def test_flags_override_the_yaml(tmp_path, project_root):
     cfg = resolve_config(BenchmarkConfig, {"seeds": 3, "output_dir": str(tmp_path / "b")},
                          project_root / "configs" / "benchmark_synthetic.yaml")

@@ -65,3 +65,64 @@ def test_table_blocks_and_significance_with_known_answers(tmp_path):
     md = (tmp_path / "b" / "benchmark.md").read_text()
     assert "| +1.000 | [+1.000, +1.000] | 0.0010 |" in md
     assert "(unfinished (1/2 seeds))" in md and md.count("(reference)") == 2
+
+
+def test_published_figures_beside_ours_with_known_numbers(tmp_path):
+    """Each published figure beside our rows of its method and dataset (percent), in md, csv and json."""
+    import csv
+
+    cfg = config_from_dict(BenchmarkConfig, {
+        "output_dir": str(tmp_path / "b"), "seeds": 2, "bootstrap_resamples": 99, "modalities": {"text": ["text"]},
+        "datasets": {"synthetic": {"features": {"h1": {"text_source": "hash"}}}},
+        "methods": {"graph": {}, "graph_cmerc": {}},
+        "published": [
+            {"method": "graph_cmerc", "dataset": "synthetic", "metric": "weighted_f1", "value": 62.75,
+             "source": "Paper A, 2019", "selection": "test"},
+            {"method": "graph", "dataset": "synthetic", "metric": "accuracy", "value": 40,
+             "source": "Paper B, 2020", "selection": "validation"}]}, "test")
+    by = {c.label: c for c in cells(cfg)}
+    _fake(by["synthetic/h1/text/graph"], right=False)                 # ours: 0.0 on every metric
+    _fake(by["synthetic/h1/text/graph_cmerc"], right=True)            # ours: 1.0 on every metric
+    write_table(cfg, list(by.values()))
+    out = tmp_path / "b"
+    published = json.loads((out / "benchmark.json").read_text())["published"]
+    assert [(p["method"], p["published"], p["ours_mean"], p["ours_std"], p["difference"]) for p in published] == [
+        ("graph_cmerc", 62.75, 100.0, 0.0, pytest.approx(37.25)), ("graph", 40.0, 0.0, 0.0, -40.0)]
+    assert published[0]["note"] == "test-selected there, validation-selected here"
+    assert published[1]["note"] == "validation-selected there and here"
+    md = (out / "benchmark.md").read_text()
+    assert "## Published figures" in md
+    assert ("| graph_cmerc | synthetic | weighted_f1 | 62.75 | Paper A, 2019 | h1 | text | 100.00 ± 0.00 | +37.25 "
+            "| test-selected there, validation-selected here |") in md
+    assert "| graph | synthetic | accuracy | 40.00 | Paper B, 2020 | h1 | text | 0.00 ± 0.00 | -40.00 |" in md
+    with open(out / "benchmark_published.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["method"], r["published"], r["ours_mean"], r["source"]) for r in rows] == [
+        ("graph_cmerc", "62.75", "100.0", "Paper A, 2019"), ("graph", "40.0", "0.0", "Paper B, 2020")]
+
+
+def test_published_figure_without_a_finished_cell_is_listed_without_ours(tmp_path):
+    cfg = config_from_dict(BenchmarkConfig, {
+        "output_dir": str(tmp_path / "b"), "seeds": 1, "modalities": {"text": ["text"]},
+        "datasets": {"synthetic": {"features": {"h1": {"text_source": "hash"}}}}, "methods": {"graph": {}},
+        "published": [{"method": "graph", "dataset": "synthetic", "value": 50.5, "source": "P", "selection": "test"}]},
+        "test")
+    write_table(cfg, cells(cfg))                                      # nothing has run
+    md = (tmp_path / "b" / "benchmark.md").read_text()
+    assert "| graph | synthetic | weighted_f1 | 50.50 | P | h1 | text | - (unfinished (0/1 seeds)) | - |" in md
+
+
+def test_table_only_writes_the_published_figures_and_trains_nothing(tmp_path):
+    from erc.benchmark.run import run_benchmark
+
+    cfg = config_from_dict(BenchmarkConfig, {
+        "output_dir": str(tmp_path / "b"), "seeds": 1, "modalities": {"text": ["text"]}, "table_only": True,
+        "datasets": {"synthetic": {"features": {"h1": {"text_source": "hash"}}}}, "methods": {"graph": {}},
+        "published": [{"method": "graph", "dataset": "synthetic", "value": 50.5, "source": "P", "selection": "test"}]},
+        "test")
+    run_benchmark(cfg)
+    out = tmp_path / "b"
+    assert not (out / "cells").exists()
+    assert json.loads((out / "benchmark.json").read_text())["published"][0]["published"] == 50.5
+    assert "## Published figures" in (out / "benchmark.md").read_text()
+    assert (out / "benchmark_published.csv").read_text().splitlines()[1].startswith("graph,synthetic,weighted_f1,50.5,P")

@@ -300,3 +300,12 @@ def test_every_shipped_config_file_loads_into_its_config(project_root, monkeypat
             assert cells(cfg)
         loaded.append(path.name)
     assert len(loaded) == len(files) - 1 and "graph_iemocap4.yaml" in loaded
+
+
+def test_a_check_across_fields_names_the_file_once(tmp_path):
+    """validate() errors carry no file name of their own: the one line names it (once, nested sections too)."""
+    p = tmp_path / "c.yaml"
+    p.write_text("data: {ratio: 1.5}\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(Outer, {}, p)
+    assert str(info.value) == f"{p} + command line: field 'ratio': expected 0 <= ratio < 1, got 1.5"
