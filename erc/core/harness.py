@@ -72,14 +72,20 @@ def set_threads(num_threads: int) -> None:
 
 
 @functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None (another libc, another OS)."""
+def _glibc(name: str):
+    """glibc's function ``name`` (``malloc_trim``, ``mallopt``), or None (another libc, another OS)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
+        return getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):
         return None
+
+
+def _set_malloc_options(*options: tuple[int, int]) -> bool:
+    """``mallopt(param, value)`` for each pair; False where ``mallopt`` is unavailable or one refuses."""
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and all(bool(mallopt(param, value)) for param, value in options)
 
 
 #: glibc ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX
@@ -104,20 +110,7 @@ def fast_steady_heap(threshold: int = FAST_HEAP_THRESHOLD) -> bool:
     faster (``bench/bench_graph_epoch.py`` against ``--release-memory``; docs/graph_speed.md).
     Idempotent; False where ``mallopt`` is unavailable or refuses.
     """
-    mallopt = _mallopt()
-    return mallopt is not None and all(bool(mallopt(param, value)) for param, value in (
-        (_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, threshold), (_M_TRIM_THRESHOLD, threshold)))
-
-
-@functools.cache
-def _mallopt():
-    """glibc's ``mallopt``, or None (another libc, another OS)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return None
+    return _set_malloc_options((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, threshold), (_M_TRIM_THRESHOLD, threshold))
 
 
 @functools.cache
@@ -134,10 +127,7 @@ def steady_heap(mmap_threshold: int = STEADY_MMAP_THRESHOLD, arena_max: int = 1)
     allocated and unmapped when freed, so resident memory follows the live tensors. Results are
     unchanged (allocation only). Idempotent; False where ``mallopt`` is unavailable or refuses.
     """
-    mallopt = _mallopt()
-    if mallopt is None:
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_ARENA_MAX, arena_max))
+    return _set_malloc_options((_M_MMAP_THRESHOLD, mmap_threshold), (_M_ARENA_MAX, arena_max))
 
 
 def training_heap(release_memory: bool) -> bool:
@@ -188,7 +178,7 @@ def release_free_heap() -> bool:
     optimizer step caps the peak at about one step's working set; the price is re-touching those
     pages in the next step (see ``bench/bench_graph_epoch.py``).
     """
-    trim = _malloc_trim()
+    trim = _glibc("malloc_trim")
     if trim is None:
         return False
     trim(0)

@@ -232,19 +232,8 @@ def test_resume_refuses_a_checkpoint_of_another_config_unless_told(tmp_path, uni
     assert np.isfinite(same["losses"]).all()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_steady_heap_maps_blocks_from_the_fixed_threshold_up():
-    """After steady_heap a block of >= 1 MiB is its own mapping (glibc's IS_MMAPPED bit in the chunk header),
-    a 512 KiB one comes from the heap: the threshold no longer follows the frees.
-
-    Checked in a fresh interpreter: in a process that already freed large blocks (this test session),
-    malloc serves a request from a free chunk of the heap that fits before it considers a mapping."""
-    import subprocess
-
-    script = """
-import ctypes, sys
-from erc.core.harness import STEADY_MMAP_THRESHOLD, steady_heap
-assert steady_heap() is True and steady_heap() is True        # idempotent
+_MMAPPED = """
+import ctypes
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -254,38 +243,43 @@ def mmapped(n):
         return bool(ctypes.c_size_t.from_address(ptr - ctypes.sizeof(ctypes.c_size_t)).value & 2)
     finally:
         libc.free(ptr)
-big = libc.malloc(8 << 20)
-libc.free(big)                    # glibc's default would now raise its threshold to 8 MiB
-print(mmapped(STEADY_MMAP_THRESHOLD + 4096), mmapped(4 << 20), mmapped(512 << 10))
 """
+
+
+def _mmapped_in_fresh_interpreter(setup: str, probe: str) -> list[str]:
+    """Define ``libc`` and ``mmapped``, run ``setup``, then print ``probe`` (calls of ``mmapped(n)``: is a malloc of n bytes its own mapping,
+    glibc's IS_MMAPPED bit in the chunk header) in a fresh interpreter; its printed words. Fresh: in a process
+    that already freed large blocks (this test session), malloc serves a request from a free heap chunk
+    that fits before it considers a mapping."""
+    import subprocess
+
+    script = _MMAPPED + setup + f"print({probe})\n"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", "True", "False"]
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_steady_heap_maps_blocks_from_the_fixed_threshold_up():
+    """After steady_heap a block of >= 1 MiB is its own mapping, a 512 KiB one comes from the heap: the
+    threshold no longer follows the frees."""
+    setup = """
+from erc.core.harness import STEADY_MMAP_THRESHOLD, steady_heap
+assert steady_heap() is True and steady_heap() is True        # idempotent
+libc.free(libc.malloc(8 << 20))   # glibc's default would now raise its threshold to 8 MiB
+"""
+    probe = "mmapped(STEADY_MMAP_THRESHOLD + 4096), mmapped(4 << 20), mmapped(512 << 10)"
+    assert _mmapped_in_fresh_interpreter(setup, probe) == ["True", "True", "False"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_fast_steady_heap_serves_step_sized_blocks_from_the_heap():
     """After fast_steady_heap a 4 MiB block (a training step's tensor) comes from the heap, not a mapping of
-    its own; one above the 64 MiB threshold is mapped. Fresh interpreter, as above."""
-    import subprocess
-
-    script = """
-import ctypes
+    its own; one above the 64 MiB threshold is mapped."""
+    setup = """
 from erc.core.harness import FAST_HEAP_THRESHOLD, fast_steady_heap
 assert fast_steady_heap() is True and fast_steady_heap() is True
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
-def mmapped(n):
-    ptr = libc.malloc(n)
-    try:
-        return bool(ctypes.c_size_t.from_address(ptr - ctypes.sizeof(ctypes.c_size_t)).value & 2)
-    finally:
-        libc.free(ptr)
-print(mmapped(4 << 20), mmapped(FAST_HEAP_THRESHOLD + 4096))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["False", "True"]
+    assert _mmapped_in_fresh_interpreter(setup, "mmapped(4 << 20), mmapped(FAST_HEAP_THRESHOLD + 4096)") == \
+        ["False", "True"]
