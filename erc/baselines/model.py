@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
-from torch_geometric.nn import GraphConv, RGCNConv
+from torch_geometric.nn import GraphConv
 
 from erc.baselines.edges import dialogue_edges, num_relations
 from erc.baselines.layers import EdgeAttention, EdgeWeightedRGCNConv, self_loop_weight
@@ -284,8 +284,9 @@ class DialogueGCNModel(nn.Module):
         self.encoder = SequenceEncoder(cfg.encoder, cfg.input_dim, cfg.encoder_dim, cfg.encoder_layers,
                                        cfg.bidirectional, cfg.dropout)
         d_seq = cfg.encoder_dim * (2 if cfg.bidirectional else 1)
-        conv = EdgeWeightedRGCNConv if cfg.edge_attention else RGCNConv      # the same parameters
-        self.rgcn = conv(d_seq, cfg.graph_dim, num_relations(cfg.num_speakers), num_bases=cfg.num_bases or None)
+        # RGCNConv's parameters and function in one gather / scatter instead of a loop over relations
+        self.rgcn = EdgeWeightedRGCNConv(d_seq, cfg.graph_dim, num_relations(cfg.num_speakers),
+                                         num_bases=cfg.num_bases or None)
         self.gconv = GraphConv(cfg.graph_dim, cfg.graph_dim)
         d = d_seq + cfg.graph_dim
         self.att = nn.Linear(d, d) if cfg.nodal_attention else None

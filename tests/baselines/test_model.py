@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch_geometric.nn import RGCNConv
 
 from erc.baselines.model import (BaselineModelConfig, DialogueRNNCell, build_model, load_baseline_model,
                                  reverse_padded, save_baseline_model)
@@ -149,7 +150,7 @@ def test_edge_attention_off_builds_the_model_as_before_on_adds_only_w_e():
     off = build_model(_cfg("dialoguegcn", bidirectional=True))
     torch.manual_seed(0)
     on = build_model(_cfg("dialoguegcn", bidirectional=True, edge_attention=True))
-    assert off.edge_att is None and type(off.rgcn).__name__ == "RGCNConv"
+    assert off.edge_att is None and isinstance(off.rgcn, RGCNConv)
     extra = set(on.state_dict()) - set(off.state_dict())
     assert extra == {"edge_att.lin.weight"} and set(off.state_dict()) <= set(on.state_dict())
     for k, v in off.state_dict().items():         # W_e is built last: the shared parameters start the same
@@ -157,3 +158,17 @@ def test_edge_attention_off_builds_the_model_as_before_on_adds_only_w_e():
     with torch.no_grad():
         batch = collate_dialogues(_dialogues())
         assert not torch.allclose(off.eval()(batch), on.eval()(batch))
+
+
+def test_without_edge_attention_the_model_computes_what_torch_geometric_rgcnconv_does():
+    """The single-pass relational conv in the model is a drop-in for PyG's RGCNConv (same state dict)."""
+    torch.manual_seed(0)
+    model = build_model(_cfg("dialoguegcn", bidirectional=True)).eval()
+    batch = collate_dialogues(_dialogues())
+    with torch.no_grad():
+        fast = model(batch)
+        plain = RGCNConv(model.rgcn.in_channels, model.rgcn.out_channels, model.rgcn.num_relations,
+                         num_bases=model.rgcn.num_bases)
+        plain.load_state_dict(model.rgcn.state_dict())
+        model.rgcn = plain
+        torch.testing.assert_close(model(batch), fast)
