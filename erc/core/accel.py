@@ -26,10 +26,20 @@ def pipeline_owns_process_group():
 
 
 def end_stage(accelerator) -> None:
-    """Finish trackers; destroy the process group unless a pipeline still needs it."""
+    """Finish trackers; destroy the process group unless a pipeline still needs it.
+
+    Inside a pipeline the next stage builds its own ``Accelerator``, possibly with another
+    ``mixed_precision``: Accelerate keeps one ``AcceleratorState`` per process and refuses a second
+    with other settings, so it is reset here (the ``PartialState``, which holds the process group and
+    the device, is kept).
+    """
     if _PIPELINE_DEPTH > 0:
+        from accelerate.state import AcceleratorState, GradientState
+
         for tracker in accelerator.trackers:
             tracker.finish()
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
     else:
         accelerator.end_training()
 

@@ -274,3 +274,16 @@ def test_bad_graph_variants_are_refused_before_anything_is_written(tmp_path, bod
     with pytest.raises(ConfigError, match=match):
         plan(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_stages_with_different_mixed_precision_run_in_one_pipeline(tmp_path, project_root):
+    """Accelerate keeps one AcceleratorState per process; each stage gets its own precision all the same."""
+    out = tmp_path / "run"
+    cfg_path = tmp_path / "pipeline.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY, "stages": ["finetune", "embed", "train-graph"],
+                                        "output_dir": str(out),
+                                        "finetune": {**TINY["finetune"], "mixed_precision": "bf16"}}))
+    _run(project_root, cfg_path)
+    assert yaml.safe_load((out / "finetune" / "config.yaml").read_text())["mixed_precision"] == "bf16"
+    assert yaml.safe_load((out / "train_graph" / "config.yaml").read_text())["mixed_precision"] == "no"
+    assert (out / "summary.md").is_file()
