@@ -23,7 +23,7 @@ window in a fresh child process so its peak memory is its own. Per window:
 * ``train_epoch_cpu_s``: the same epochs' CPU time (all threads), steadier than wall time on a shared machine.
 
     python bench/bench_graph_epoch.py [--json] [--propagation csr|edgewise] [--num-threads 2] [--epochs 3]
-                                      [--windows 3 17 -1] [--release-memory] [--profile]
+                                      [--windows 3 17 -1] [--release-memory] [--recompute-graphs] [--profile]
                                       [--device cuda --bf16] [--repeats 5] [--baseline GIT_REF]
                                       [--compare-official PATH_TO_GRAPHSMILE_CHECKOUT]
 
@@ -91,7 +91,8 @@ def child(args: argparse.Namespace) -> None:
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
     values["data"].update(path=args.pickle)
     values.update(win_p=args.window, win_f=args.window, epochs=args.epochs, progress=False,
-                  propagation=args.propagation, release_memory=args.release_memory)
+                  propagation=args.propagation, release_memory=args.release_memory,
+                  recompute_graphs=args.recompute_graphs)
     if args.hidden_dim:
         values["hidden_dim"] = args.hidden_dim
     cfg = config_from_dict(GraphTrainConfig, values, "bench")
@@ -166,7 +167,7 @@ def child(args: argparse.Namespace) -> None:
     train_epoch_s, floor_s = _median_after_first(epoch_s), _median_after_first(floor_epoch_s)
     out = {"window": args.window, "propagation": cfg.propagation, "device": str(accelerator.device),
            "bf16": bool(args.bf16), "threads": torch.get_num_threads(), "hidden_dim": cfg.hidden_dim,
-           "release_memory": cfg.release_memory,
+           "release_memory": cfg.release_memory, "recompute_graphs": cfg.recompute_graphs,
            "train_dialogues": len(splits.train), "test_dialogues": len(splits.test),
            "train_utterances": sum(len(d) for d in splits.train),
            "edges_per_batch": sum(edges) / len(edges), "pair_graphs_per_batch": math.comb(len(cfg.data.modalities), 2), "edges_per_epoch": sum(edges),
@@ -264,6 +265,7 @@ def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window
            "--propagation", args.propagation, "--eval-reps", str(args.eval_reps),
            "--floor-epochs", str(args.floor_epochs)]
     cmd += ["--release-memory"] if args.release_memory and ours else []
+    cmd += ["--recompute-graphs"] if args.recompute_graphs and ours else []
     cmd += ["--hidden-dim", str(args.hidden_dim)] if args.hidden_dim else []
     cmd += ["--bf16"] if args.bf16 else []
     cmd += ["--profile"] if args.profile else []
@@ -309,6 +311,9 @@ def main() -> None:
     ap.add_argument("--release-memory", action="store_true",
                     help="train with release_memory on (lean heap: 1 MiB mmap threshold, malloc_trim after each step) "
                          "instead of the default fast_steady_heap: the time/memory trade")
+    ap.add_argument("--recompute-graphs", action="store_true",
+                    help="train with recompute_graphs on (each graph stack's activations recomputed in the backward "
+                         "instead of kept): the other time/memory trade; ours only, like --release-memory")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--bf16", action="store_true", help="Accelerate bf16 mixed precision (autocast)")
     ap.add_argument("--hidden-dim", type=int, default=None, help="override the config (smoke tests)")
@@ -334,6 +339,7 @@ def main() -> None:
         print(f"IEMOCAP-6 layout pickle, {path.stat().st_size / 2**20:.0f} MiB, random features; {source}\n"
               f"config configs/graph_iemocap6.yaml (hidden {args.hidden_dim or 512}, layers 7/7/7, batch 16); "
               f"propagation {args.propagation}; release_memory {args.release_memory}; "
+              f"recompute_graphs {args.recompute_graphs}; "
               f"{args.num_threads} CPU thread(s); device {args.device}"
               f"{' bf16' if args.bf16 else ''}; {args.epochs} epochs; {args.repeats} repeat(s)", file=log)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "MKL_NUM_THREADS": str(args.num_threads)}

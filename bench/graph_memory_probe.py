@@ -29,6 +29,9 @@ def main() -> None:
     ap.add_argument("--hidden-dim", type=int, default=512)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--num-threads", type=int, default=2)
+    ap.add_argument("--recompute-graphs", action="store_true", help="train-graph's recompute_graphs on")
+    ap.add_argument("--release-memory", action="store_true",
+                    help="train-graph's release_memory on (lean heap and a trim after every step)")
     ap.add_argument("--trim-after-load", action="store_true", help="malloc_trim(0) after reading the data")
     ap.add_argument("--mallopt", type=int, nargs=2, metavar=("MMAP_THRESHOLD", "ARENA_MAX"), default=None,
                     help="glibc mallopt before anything is allocated (0 leaves a value alone)")
@@ -49,6 +52,7 @@ def main() -> None:
     from erc.data.dialogues import load_splits, make_loader
     from erc.graph.config import GraphTrainConfig
     from erc.graph.losses import LossCombiner
+    from erc.core.harness import training_heap
     from erc.graph.train import build_model, train_one_epoch
 
     def rss() -> float:
@@ -56,8 +60,11 @@ def main() -> None:
 
     values = load_yaml(ROOT / "configs" / "graph_iemocap6.yaml")
     values["data"].update(path=args.pickle)
-    values.update(epochs=args.epochs, progress=False, hidden_dim=args.hidden_dim)
+    values.update(epochs=args.epochs, progress=False, hidden_dim=args.hidden_dim,
+                  recompute_graphs=args.recompute_graphs, release_memory=args.release_memory)
     cfg = config_from_dict(GraphTrainConfig, values, "probe")
+    if args.release_memory:
+        training_heap(True)
     splits = load_splits(cfg.data)
     if args.trim_after_load:
         libc.malloc_trim(0)
@@ -76,6 +83,7 @@ def main() -> None:
                       "rss_after_load_mib": rss_after_load, "train_s": time.perf_counter() - t,
                       "train_cpu_s": time.process_time() - cpu, "losses": losses,
                       "hidden_dim": args.hidden_dim, "trim_after_load": args.trim_after_load,
+                      "recompute_graphs": args.recompute_graphs, "release_memory": args.release_memory,
                       "mallopt": args.mallopt}), flush=True)
 
 

@@ -81,6 +81,10 @@ class GraphTrainConfig:
                 "slower epoch. Off (default): one arena with 64 MiB thresholds (fast_steady_heap), pages reused "
                 "from step to step. Both keep the peak the same from run to run; bench/bench_graph_epoch.py "
                 "measures both; no effect on results"})
+    recompute_graphs: bool = field(default=False, metadata={
+        "help": "keep only each graph stack's input in the forward and recompute its activations in the "
+                "backward (activation checkpointing): lower peak memory for a slower step; the same "
+                "gradients (dropout masks replayed), so no effect on results"})
     report_to: str = field(default="none", metadata={"help": REPORT_TO_HELP, "choices": REPORT_TO})
     overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     allow_config_change: bool = field(default=False, metadata={"help": ALLOW_CONFIG_CHANGE_HELP})

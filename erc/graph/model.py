@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file as safetensors_load_file
 from safetensors.torch import save as safetensors_save
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from erc.core.errors import FileFormatError
 from erc.core.io import atomic_write_bytes, check_safetensors, read_json, write_json
@@ -116,6 +117,18 @@ class GraphSmile(nn.Module):
         self.emotion_head = nn.Linear(cfg.hidden_dim, cfg.num_classes)
         self.sentiment_head = nn.Linear(cfg.hidden_dim, cfg.num_sentiments)
         self.shift_head = nn.Linear(2 * cfg.hidden_dim, 2)
+        # Training-time memory setting, not architecture (not saved): when True, a training forward keeps
+        # only each graph stack's input and recomputes the stack's activations in its backward
+        # (torch.utils.checkpoint; the RNG state is replayed, so dropout draws the same masks and the
+        # gradients are the same). train-graph's ``recompute_graphs`` sets it.
+        self.recompute_graphs = False
+
+    def _stack(self, key: str, x: torch.Tensor, edge_index: torch.Tensor, relation: torch.Tensor,
+               layout: CSRLayout | None) -> torch.Tensor:
+        stack = self.graphs[key]
+        if self.recompute_graphs and self.training and torch.is_grad_enabled():
+            return checkpoint(stack, x, edge_index, relation, layout, use_reentrant=False)
+        return stack(x, edge_index, relation, layout)
 
     def set_propagation(self, name: str) -> None:
         """Switch every graph stack to propagation ``name`` (same parameters; the bench's floor uses "identity")."""
@@ -149,14 +162,14 @@ class GraphSmile(nn.Module):
             layout = CSRLayout.from_edges(g.edge_index, g.num_nodes) if cfg.propagation == "csr" else None
             for a, b in pairs:
                 key = f"{a}_{b}"
-                out = self.graphs[key](torch.cat([h[a], h[b]]), g.edge_index, g.relation, layout)
+                out = self._stack(key, torch.cat([h[a], h[b]]), g.edge_index, g.relation, layout)
                 reps[f"{key}:{a}"] = self.modal_fusion(out[:n])
                 reps[f"{key}:{b}"] = self.modal_fusion(out[n:])
         else:
             m = cfg.modalities[0]
             g = temporal_graph(ptr, cfg.win_p, cfg.win_f, cfg.max_distance)
             layout = CSRLayout.from_edges(g.edge_index, g.num_nodes) if cfg.propagation == "csr" else None
-            reps[m] = self.modal_fusion(self.graphs[m](h[m], g.edge_index, g.relation, layout))
+            reps[m] = self.modal_fusion(self._stack(m, h[m], g.edge_index, g.relation, layout))
         fused = torch.stack(list(reps.values())).mean(0)
         pairs_idx = shift_pairs(ptr, batch.position, cfg.shift_win)
         # shift_head(cat(f_i, f_j)) = W_1 f_i + W_2 f_j + c: project every node once (N x 2), then gather

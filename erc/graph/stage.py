@@ -14,7 +14,7 @@ from erc.graph.config import GraphTrainConfig
 # harness: `train-graph --epochs 4` into a folder trained for 2 continues it, curriculum included); the
 # number of processes is not part of it (checkpoints written by N processes resume in M).
 TRAIN_GRAPH_IDENTITY = IdentityRule(
-    ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints", "release_memory"}),
+    ignore=frozenset({"epochs", "seeds", "checkpoint", "keep_checkpoints", "release_memory", "recompute_graphs"}),
     inputs=("data.path", "data.text_embeddings", "data.release_root", "data.meld_csv_dir", "cmerc.difficulty_file"),
     added=(("norm", "sym"),))     # runs recorded before the field keep their identity
 SUMMARY_KEYS = ("test_accuracy", "test_weighted_f1", "test_macro_f1", "test_ece", "test_ts_ece", "valid_weighted_f1")

@@ -106,7 +106,9 @@ def build_model(cfg: GraphTrainConfig, splits):
         shift_win=cfg.shift_win, batchnorm_modalities=[m for m in cfg.batchnorm_modalities if m in cfg.data.modalities],
         label_names=list(splits.label_names), sentiment_names=list(getattr(splits, "sentiment_names", ())),
         propagation=cfg.propagation, norm=cfg.norm)
-    return GraphSmile(mcfg)
+    model = GraphSmile(mcfg)
+    model.recompute_graphs = cfg.recompute_graphs
+    return model
 
 
 def _flat(prefix: str, metrics: dict) -> dict[str, float]:

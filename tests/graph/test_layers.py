@@ -150,3 +150,26 @@ def test_a_model_saved_before_the_norm_field_loads_as_sym(tmp_path):
     write_json(tmp_path / "model_config.json", meta)
     loaded, _ = load_graph_model(tmp_path)
     assert loaded.cfg.norm == "sym" and loaded.graphs["text"].norm == "sym"
+
+
+def test_recomputed_graph_stacks_run_twice_and_give_the_same_gradients():
+    """recompute_graphs: each stack's forward runs again in the backward, with the same dropout masks."""
+    batch = collate_dialogues(_dialogues())
+    cfg = GraphModelConfig(input_dims={"text": 6, "visual": 4, "audio": 3}, num_classes=4, hidden_dim=8,
+                           layers=[2, 1, 1], win_p=1, win_f=1, shift_win=3, dropout=0.5)
+    grads, calls = {}, {}
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        model = GraphSmile(cfg).train()
+        model.recompute_graphs = recompute
+        calls[recompute] = []
+        for key, stack in model.graphs.items():
+            stack.register_forward_pre_hook(lambda mod, inp, key=key: calls[recompute].append(key))
+        torch.manual_seed(1)
+        out = model(batch)
+        (out.emotion_logits.square().sum() + out.sentiment_logits.square().sum() + out.shift_logits.sum()).backward()
+        grads[recompute] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert sorted(calls[False]) == sorted(model.graphs) and sorted(calls[True]) == sorted(list(model.graphs) * 2)
+    assert grads[True].keys() == grads[False].keys() and len(grads[False]) == len(list(model.parameters()))
+    for name, g in grads[False].items():
+        assert torch.equal(grads[True][name], g), name

@@ -74,6 +74,10 @@ def test_deterministic_selection_consistent_and_resume_exact(tmp_path):
     hb = pd.read_csv(tmp_path / "b" / "epochs.csv")
     pd.testing.assert_frame_equal(ha, hb)                                  # identical 1-process runs
     assert a["test_weighted_f1_mean"] == b["test_weighted_f1_mean"]
+    # activations recomputed in the backward (dropout masks replayed): the same gradients, the same run
+    r = _run(tmp_path, "r", epochs=4, recompute_graphs=True)
+    pd.testing.assert_frame_equal(ha, pd.read_csv(tmp_path / "r" / "epochs.csv"))
+    assert r["test_weighted_f1_mean"] == a["test_weighted_f1_mean"]
     # the reported epoch is the best VALIDATION epoch of the CSV, and its test score is what the
     # saved best model's predictions give
     best = int(np.nanargmax(ha["valid_weighted_f1"].to_numpy()))
