@@ -31,6 +31,7 @@ import yaml
 from transformers import pipeline
 
 from erc.core.config import ConfigError
+from erc.core.paths import PROJECT_ROOT
 from erc.data.registry import VAD_NAMES
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,16 @@ class Anchors:
 
 
 def load_anchors(path: str | Path) -> Anchors:
-    """Read ``{valence,arousal,dominance}: {high: [...], low: [...]}`` and check its shape."""
+    """Read ``{valence,arousal,dominance}: {high: [...], low: [...]}`` and check its shape.
+
+    A relative ``path`` is read from the working directory, else from the project root (where the
+    default ``configs/vad_anchors.yaml`` ships), so a run started elsewhere still finds it."""
     path = Path(path)
+    if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
+        path = PROJECT_ROOT / path
     if not path.is_file():
-        raise ConfigError(f"anchor file {path} does not exist")
+        raise ConfigError(f"anchor file {path} does not exist (relative paths: from the working directory "
+                          f"or {PROJECT_ROOT})")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {list(VAD_NAMES)}")

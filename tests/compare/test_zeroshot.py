@@ -56,6 +56,14 @@ def test_anchor_file_in_repo_is_valid():
         assert len(a.pole(d, "high")) >= 3 and len(a.pole(d, "low")) >= 3
 
 
+def test_default_anchor_file_is_found_from_another_working_directory(tmp_path, monkeypatch):
+    """The shipped relative default resolves from the project root when the run starts elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    assert load_anchors("configs/vad_anchors.yaml").phrases == load_anchors(ANCHOR_FILE).phrases
+    with pytest.raises(ConfigError, match="missing.yaml does not exist"):
+        load_anchors("configs/missing.yaml")
+
+
 def test_bad_anchor_file_names_the_field(tmp_path):
     p = tmp_path / "a.yaml"
     p.write_text("valence: {high: [good], low: []}\narousal: {high: [x], low: [y]}\n"
