@@ -49,10 +49,10 @@ def main() -> None:
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
     from erc.core.config import config_from_dict, load_yaml
+    from erc.core.harness import training_heap
     from erc.data.dialogues import load_splits, make_loader
     from erc.graph.config import GraphTrainConfig
     from erc.graph.losses import LossCombiner
-    from erc.core.harness import training_heap
     from erc.graph.train import build_model, train_one_epoch
 
     def rss() -> float:
