@@ -16,7 +16,10 @@ process so its peak memory is its own. Per method:
 
     ERC_DATA_DIR=/work/shared/data python bench/bench_baselines.py \\
         --text-embeddings runs/emb/cosmic_iemocap.npz [--dataset cosmic_iemocap] [--num-threads 2] \\
-        [--epochs 2] [--methods dialoguernn dialoguegcn mlp] [--device cpu|cuda] [--json]
+        [--epochs 2] [--methods dialoguernn dialoguegcn mlp] [--device cpu|cuda] [--mixed-precision no|bf16] [--json]
+
+``--mixed-precision bf16`` trains under Accelerate's bf16 autocast (the config field ``mixed_precision``;
+on CPU it pays only where the processor has native bf16, e.g. ``avx512_bf16`` / AMX).
 
 ``--json`` prints one JSON object per method on stdout (the table goes to stderr). Nothing is
 asserted about speed.
@@ -57,7 +60,8 @@ def child(args: argparse.Namespace) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"bench_{args.one}_"))
     cfg = resolve_config(BaselineTrainConfig, {
         "data": {"text_embeddings": args.text_embeddings}, "epochs": args.epochs, "seeds": 1,
-        "num_threads": args.num_threads, "checkpoint": False, "progress": False, "output_dir": str(out)},
+        "num_threads": args.num_threads, "mixed_precision": args.mixed_precision, "checkpoint": False,
+        "progress": False, "output_dir": str(out)},
         ROOT / "configs" / f"baseline_{args.one}_{args.dataset}.yaml")
     import torch
 
@@ -72,6 +76,7 @@ def child(args: argparse.Namespace) -> dict:
     cpu = [float(s) for s in hist.train_cpu_seconds]
     steady, steady_cpu = secs[1:] or secs, cpu[1:] or cpu
     return {"method": args.one, "dataset": args.dataset, "num_threads": args.num_threads, "device": args.device,
+            "mixed_precision": cfg.mixed_precision,
             "epochs": len(secs), "train_epoch_s": statistics.median(steady), "epoch_s": secs,
             "train_epoch_cpu_s": statistics.median(steady_cpu), "epoch_cpu_s": cpu,
             "epoch_wall_s": wall / max(len(secs), 1), "peak_rss_mib": rss_mib(), "rss_after_load_mib": after_load,
@@ -88,6 +93,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--num-threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "auto"),
+                   help="Accelerate mixed precision of the training step (auto: bf16 where the device has it)")
     p.add_argument("--json", action="store_true", help="one JSON object per method on stdout")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)      # child mode
     args = p.parse_args()
@@ -98,7 +105,7 @@ def main() -> None:
     for m in args.methods:
         cmd = [sys.executable, __file__, "--one", m, "--text-embeddings", args.text_embeddings, "--dataset",
                args.dataset, "--epochs", str(args.epochs), "--num-threads", str(args.num_threads),
-               "--device", args.device]
+               "--device", args.device, "--mixed-precision", args.mixed_precision]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.num_threads), "PYTHONPATH": str(ROOT)}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -110,7 +117,8 @@ def main() -> None:
         if args.json:
             print(json.dumps(row), flush=True)
     out = sys.stderr if args.json else sys.stdout
-    print(f"\n{args.dataset}, {args.num_threads} thread(s), {args.device}, {args.epochs} epoch(s), one seed", file=out)
+    print(f"\n{args.dataset}, {args.num_threads} thread(s), {args.device}, mixed precision "
+          f"{rows[0]['mixed_precision'] if rows else args.mixed_precision}, {args.epochs} epoch(s), one seed", file=out)
     print("| method | train epoch, wall (s) | train epoch, CPU (s) | epochs, wall (s) | epoch incl. eval, wall (s) | "
           "peak RSS (MiB) | RSS after load (MiB) |", file=out)
     print("|---|---|---|---|---|---|---|", file=out)
