@@ -11,7 +11,9 @@ are refused.
 
 Each cell is planned against its folder with the stage's own run identity
 (:mod:`erc.core.runs`): ``skip`` (complete: the benchmark's ``cell.json`` marker written after
-the stage finished, with the same resolved config, and the stage's outputs present), ``resume``
+the stage finished, with the same resolved config up to the fields that do not change what the run
+computes (its identity's ``ignore``: threads, checkpointing, memory modes), and the stage's outputs
+present), ``resume``
 (the same run, unfinished: the stage continues from its newest checkpoint; more epochs or seeds
 extend a finished one), ``run`` (nothing there yet); a folder with another identity (config or input
 files changed) is refused, all such cells in one message.
@@ -27,7 +29,8 @@ from erc.benchmark.config import BenchmarkConfig, DatasetEntry, MethodEntry
 from erc.benchmark.registry import METHODS, Method, config_fields
 from erc.core.config import ConfigError, config_from_dict, config_to_dict, merge_values
 from erc.core.io import read_json
-from erc.core.runs import RunMismatchError, check_run_dir, flatten, read_identity, seed_run_outputs
+from erc.core.runs import (COMMON_IGNORE, IdentityRule, RunMismatchError, check_run_dir, flatten, read_identity,
+                           seed_run_outputs)
 from erc.data.config import DialogueDataConfig
 
 SPLIT_FIELDS = ("dataset", "path", "valid_fraction", "split_seed", "synthetic_dialogues", "synthetic_seed")
@@ -166,13 +169,21 @@ def stage_finished(cell: Cell) -> bool:
         r.get("finished", True) and (epochs is None or r.get("epochs_run", epochs) >= epochs) for r in per_seed)
 
 
-def _comparable(config: Any, added: tuple[tuple[str, Any], ...]) -> Any:
-    """A cell config, flat, without the stage's later-added fields at their defaults (:class:`IdentityRule`
-    ``added``): a marker written before such a field existed still matches a config that leaves it at its default."""
+#: Fields of a stage's identity ``ignore`` that make a run longer (more epochs or seeds extend it) rather than
+#: leave it as it is: a cell's marker must match them, so a finished cell asked for more resumes.
+EXTENDING = frozenset({"epochs", "seeds", "epochs_full", "stop_after_epochs"})
+
+
+def _comparable(config: Any, rule: IdentityRule) -> Any:
+    """A cell config, flat, as the marker comparison sees it: without the fields that do not change what the run
+    computes (the identity's ``ignore`` and the common ones, less :data:`EXTENDING`; e.g. ``recompute_graphs``,
+    added after cells were finished, or another ``num_threads``) and without the stage's later-added fields at
+    their defaults (:class:`IdentityRule` ``added``): a marker written before such a field existed still matches."""
     if not isinstance(config, dict):
         return config
-    flat = flatten(config)
-    for name, default in added:
+    skip = (COMMON_IGNORE | rule.ignore) - EXTENDING
+    flat = {k: v for k, v in flatten(config).items() if k not in skip and k.split(".")[-1] not in skip}
+    for name, default in rule.added:
         if name in flat and flat[name] == default:
             del flat[name]
     return flat
@@ -183,9 +194,9 @@ def is_complete(cell: Cell) -> bool:
     marker = cell.folder / MARKER
     if not marker.is_file():
         return False
-    added = cell.spec.stage.identity_rule.added
-    recorded = _comparable(read_json(marker).get("config"), added)
-    return recorded == _comparable(cell.config_dict(), added) and cell.spec.stage.is_complete(cell.config)
+    rule = cell.spec.stage.identity_rule
+    recorded = _comparable(read_json(marker).get("config"), rule)
+    return recorded == _comparable(cell.config_dict(), rule) and cell.spec.stage.is_complete(cell.config)
 
 
 def _missing_inputs(cell: Cell) -> list[str]:

@@ -130,6 +130,30 @@ def test_a_marker_written_before_a_field_was_added_still_skips(tmp_path, project
         plan(on)
 
 
+def test_a_marker_differing_only_in_fields_that_do_not_change_the_run_still_skips(tmp_path):
+    """A finished graph cell whose cell.json predates ``recompute_graphs`` (a memory mode, not in the run identity)
+    and records other threads and checkpointing is still complete; a marker with fewer epochs is not (it resumes)."""
+    from erc.core.io import read_json
+
+    cfg = _cfg(tmp_path, methods={"graph": {"overrides": {"epochs": 2}}},
+               datasets={"synthetic": {"features": {"h32": {"text_source": "hash", "hash_dim": 32}},
+                                       "modalities": ["text"]}})
+    (cell,) = cells(cfg)
+    _finish(cell)
+    marker = cell.folder / "cell.json"
+    old = read_json(marker)
+    assert old["config"].pop("recompute_graphs") is False
+    old["config"].update(num_threads=7, checkpoint=not old["config"]["checkpoint"], release_memory=True)
+    write_json(marker, old)
+    assert [p.action for p in plan(cfg)] == ["skip"]
+    old["config"]["epochs"] = 1                                  # finished with fewer epochs than asked: extend it
+    write_json(marker, old)
+    assert [p.action for p in plan(cfg)] == ["resume"]
+    old["config"].update(epochs=2, seeds=1)                      # fewer seeds: the same
+    write_json(marker, old)
+    assert [p.action for p in plan(cfg)] == ["resume"]
+
+
 def test_flags_override_the_yaml(tmp_path, project_root):
     cfg = resolve_config(BenchmarkConfig, {"seeds": 3, "output_dir": str(tmp_path / "b")},
                          project_root / "configs" / "benchmark_synthetic.yaml")
