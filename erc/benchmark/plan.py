@@ -29,7 +29,7 @@ from erc.benchmark.config import BenchmarkConfig, DatasetEntry, MethodEntry
 from erc.benchmark.registry import METHODS, Method, config_fields
 from erc.core.config import ConfigError, config_from_dict, config_to_dict, merge_values
 from erc.core.io import read_json
-from erc.core.runs import (COMMON_IGNORE, IdentityRule, RunMismatchError, check_run_dir, flatten, read_identity,
+from erc.core.runs import (IdentityRule, RunMismatchError, check_run_dir, flatten, read_identity,
                            seed_run_outputs)
 from erc.data.config import DialogueDataConfig
 
@@ -175,18 +175,11 @@ EXTENDING = frozenset({"epochs", "seeds", "epochs_full", "stop_after_epochs"})
 
 
 def _comparable(config: Any, rule: IdentityRule) -> Any:
-    """A cell config, flat, as the marker comparison sees it: without the fields that do not change what the run
-    computes (the identity's ``ignore`` and the common ones, less :data:`EXTENDING`; e.g. ``recompute_graphs``,
-    added after cells were finished, or another ``num_threads``) and without the stage's later-added fields at
-    their defaults (:class:`IdentityRule` ``added``): a marker written before such a field existed still matches."""
-    if not isinstance(config, dict):
-        return config
-    skip = (COMMON_IGNORE | rule.ignore) - EXTENDING
-    flat = {k: v for k, v in flatten(config).items() if k not in skip and k.split(".")[-1] not in skip}
-    for name, default in rule.added:
-        if name in flat and flat[name] == default:
-            del flat[name]
-    return flat
+    """A cell config, flat, as the marker comparison sees it: :meth:`IdentityRule.comparable` keeping
+    :data:`EXTENDING` (so a finished cell asked for more epochs or seeds resumes). Fields that do not change what
+    the run computes (e.g. ``recompute_graphs``, added after cells were finished, or another ``num_threads``) and
+    later-added fields at their defaults are left out: a marker written before such a field existed still matches."""
+    return rule.comparable(flatten(config), keep=EXTENDING) if isinstance(config, dict) else config
 
 
 def is_complete(cell: Cell) -> bool:

@@ -172,12 +172,18 @@ class IdentityRule:
     extra: Callable[[Any, int], dict] | None = None
     added: tuple[tuple[str, Any], ...] = ()
 
+    def comparable(self, flat: dict, keep: frozenset[str] = frozenset()) -> dict:
+        """``flat`` (a flattened config) without the fields that do not change what a run computes (``ignore``
+        and :data:`COMMON_IGNORE`, by full or last name, less ``keep``) and without the ``added`` fields at their
+        defaults."""
+        skip = (COMMON_IGNORE | self.ignore) - keep
+        at_default = {k for k, default in self.added if flat.get(k) == default}
+        return {k: v for k, v in flat.items()
+                if k not in skip and k.split(".")[-1] not in skip and k not in at_default}
+
     def identity(self, stage: str, cfg: Any, num_processes: int = 1) -> RunIdentity:
         flat = flatten(config_dict(cfg))
-        skip = COMMON_IGNORE | self.ignore
-        at_default = {k for k, default in self.added if flat.get(k) == default}
-        config = {k: v for k, v in flat.items()
-                  if k not in skip and k.split(".")[-1] not in skip and k not in at_default}
+        config = self.comparable(flat)
         if self.extra is not None:
             config.update(self.extra(cfg, num_processes))
         inputs = {}
