@@ -18,7 +18,6 @@ reads a baseline run like a graph run: ``results.json``, ``epochs.csv``, ``confi
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +31,10 @@ from tqdm.auto import tqdm
 from erc.baselines.config import TRAIN_BASELINE_IDENTITY, BaselineTrainConfig
 from erc.baselines.losses import inverse_frequency_weights, masked_nll
 from erc.baselines.model import BaselineModelConfig, build_model, save_baseline_model
-from erc.core.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
+from erc.core.calibration import CALIBRATION_KEYS, calibration_metrics
 from erc.core.config import save_config
-from erc.core.harness import Checkpoints, Run, finish_seed, start_run
-from erc.core.io import atomic_replace_dir, write_csv, write_json
+from erc.core.harness import Checkpoints, Run, finish_seed, normalization_record, publish_best, start_run
+from erc.core.io import write_csv, write_json
 from erc.core.metrics import classification_metrics
 from erc.core.runs import peak_rss_mb, select_best, seed_run_outputs, summarize_split_seeds
 from erc.data.dialogues import load_splits, make_loader, merge_dialogue_records, split_by_dialogue
@@ -200,25 +199,19 @@ def _save_best(run_dir: Path, cfg: BaselineTrainConfig, splits, model, accelerat
     """Test metrics + calibration at a new best validation epoch (temperature fitted on validation only);
     the main process writes ``best_model/`` atomically."""
     label_names = list(splits.label_names)
-    tm = test.metrics(label_names)
-    tmp = run_dir / ".best_model.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    cal = best_epoch_calibration(valid.log_probs, valid.labels, test.log_probs, test.labels,
-                                 tmp if accelerator.is_main_process else None)
-    tm.update({k[len("test_"):]: v for k, v in cal.items() if k.startswith("test_")}, temperature=cal["temperature"])
-    if accelerator.is_main_process:
+
+    def write(tmp: Path, tm: dict) -> None:
         extra = {"epoch": epoch, "seed": seed, "label_names": label_names, "class_weights": weights,
-                 "normalization": {m: {k: np.asarray(v).tolist() for k, v in st.items()}
-                                   for m, st in (splits.normalization or {}).items()}}
+                 "normalization": normalization_record(splits)}
         save_baseline_model(accelerator.unwrap_model(model), tmp, extra={**extra, "valid": vm, "test": tm})
         save_config(cfg, tmp / "config.yaml")
         write_json(tmp / "metrics.json", {"method": cfg.method, "epoch": epoch, "seed": seed,
                                           "selection": f"valid_{cfg.selection_metric}", "valid": vm, "test": tm})
         write_csv(tmp / "test_predictions.csv", test.rows(label_names))
         write_csv(tmp / "valid_predictions.csv", valid.rows(label_names))
-        atomic_replace_dir(tmp, run_dir / "best_model")
-    return tm
+
+    return publish_best(run_dir, run_dir / "best_model", accelerator, test.metrics(label_names), write,
+                        calibration=(valid.log_probs, valid.labels, test.log_probs, test.labels))
 
 
 def train_seed(cfg: BaselineTrainConfig, splits, seed: int, run_dir: Path, run: Run) -> dict:

@@ -31,15 +31,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 
 from erc.core.accel import end_stage, use_cpu_processes
 from erc.core.config import ConfigError, save_config
-from erc.core.io import check_writable, read_json, write_json
+from erc.core.io import atomic_replace_dir, check_writable, read_json, write_json
 from erc.core.logs import setup_logging
 from erc.core.state_io import load_training_state, save_training_state
 from erc.core.runs import (
@@ -167,6 +168,40 @@ def finish_seed(accelerator: Accelerator, run_dir: Path, result: Mapping[str, An
         write_json(Path(run_dir) / "result.json", dict(result))
     accelerator.free_memory()
     return {**result, "history": history}
+
+
+def normalization_record(splits: Any) -> dict[str, dict[str, list]]:
+    """The training statistics each modality was z-scored with (``splits.normalization``), as lists: saved
+    beside a model, so that prediction applies the same."""
+    return {m: {k: np.asarray(v).tolist() for k, v in st.items()}
+            for m, st in (getattr(splits, "normalization", None) or {}).items()}
+
+
+def publish_best(run_dir: Path, best_dir: Path, accelerator: Accelerator, test_metrics: Mapping[str, Any],
+                 write: Callable[[Path, dict], None], calibration: tuple | None = None) -> dict:
+    """Write a new best epoch's folder atomically and return its test metrics.
+
+    ``write(tmp, metrics)`` fills ``run_dir/.best_model.tmp`` on the main process, which then replaces
+    ``best_dir`` (readers see the old folder or the new one, never half of one). ``calibration``:
+    ``(valid_logits, valid_labels, test_logits, test_labels)``; the temperature is fitted on validation only,
+    the test calibration figures and the temperature join the metrics, and ``calibration.json`` with the
+    reliability diagrams joins the folder (:func:`erc.core.calibration.best_epoch_calibration`).
+    """
+    from erc.core.calibration import best_epoch_calibration
+
+    tmp = Path(run_dir) / ".best_model.tmp"
+    main = accelerator.is_main_process
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    metrics = dict(test_metrics)
+    if calibration is not None:
+        cal = best_epoch_calibration(*calibration, tmp if main else None)
+        metrics.update({k[len("test_"):]: v for k, v in cal.items() if k.startswith("test_")},
+                       temperature=cal["temperature"])
+    if main:
+        write(tmp, metrics)
+        atomic_replace_dir(tmp, best_dir)
+    return metrics
 
 
 def release_free_heap() -> bool:

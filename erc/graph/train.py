@@ -20,22 +20,21 @@ The loop is split into small functions other modules can reuse or extend:
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from erc.core.config import save_config
-from erc.core.harness import Checkpoints, Run, finish_seed, release_free_heap, start_run, training_heap
-from erc.core.io import atomic_replace_dir, write_csv, write_json
+from erc.core.harness import (Checkpoints, Run, finish_seed, normalization_record, publish_best, release_free_heap,
+                              start_run, training_heap)
+from erc.core.io import write_csv, write_json
 from erc.core.runs import seed_run_outputs, select_best, summarize_split_seeds
 from erc.data.dialogues import load_splits, make_loader
-from erc.core.calibration import CALIBRATION_KEYS, best_epoch_calibration, calibration_metrics
+from erc.core.calibration import CALIBRATION_KEYS, calibration_metrics
 from erc.graph.cmerc_losses import make_cmerc_loss_hook
 from erc.graph.config import GraphTrainConfig
 from erc.graph.curriculum import curriculum_for_training, make_curriculum_loader
@@ -174,26 +173,18 @@ def _save_best_model(run_dir: Path, best_dir: Path, cfg: GraphTrainConfig, split
     """Test metrics + calibration at a new best validation epoch (temperature fitted ONCE, on validation);
     the main process writes ``best_model/`` (model, config, predictions, calibration) atomically."""
     label_names = list(splits.label_names)
-    tm = test.metrics(label_names)
-    tmp = run_dir / ".best_model.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    # writes calibration.json and the test reliability diagrams (raw, temperature-scaled) into tmp on the main process
-    cal = best_epoch_calibration(valid.emotion_logits, valid.labels, test.emotion_logits, test.labels,
-                                 tmp if accelerator.is_main_process else None)
-    tm.update({k[len("test_"):]: v for k, v in cal.items() if k.startswith("test_")}, temperature=cal["temperature"])
-    if accelerator.is_main_process:
+
+    def write(tmp: Path, tm: dict) -> None:
         save_graph_model(accelerator.unwrap_model(parts.model), tmp, extra={
             "epoch": epoch, "seed": seed, "label_names": label_names,
             "sentiment_names": list(getattr(splits, "sentiment_names", ())),
-            "normalization": {m: {k: np.asarray(v).tolist() for k, v in st.items()}
-                              for m, st in (getattr(splits, "normalization", {}) or {}).items()},
-            "valid": vm, "test": tm})
+            "normalization": normalization_record(splits), "valid": vm, "test": tm})
         save_config(cfg, tmp / "config.yaml")
         _save_predictions(tmp / "test_predictions.csv", test, label_names)
         _save_predictions(tmp / "valid_predictions.csv", valid, label_names)
-        atomic_replace_dir(tmp, best_dir)
-    return tm
+
+    return publish_best(run_dir, best_dir, accelerator, test.metrics(label_names), write,
+                        calibration=(valid.emotion_logits, valid.labels, test.emotion_logits, test.labels))
 
 
 def _start_state(cfg: GraphTrainConfig, ckpts: Checkpoints, parts: SeedParts, seed: int) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 
 from erc.core.calibration import CALIBRATION_KEYS, calibration_metrics
 from erc.core.config import save_config
-from erc.core.harness import Checkpoints, Run, finish_seed, start_run
-from erc.core.io import atomic_replace_dir, atomic_write_text, write_csv, write_json
+from erc.core.harness import Checkpoints, Run, finish_seed, normalization_record, publish_best, start_run
+from erc.core.io import atomic_write_text, write_csv, write_json
 from erc.core.metrics import classification_metrics
 from erc.core.runs import peak_rss_mb, select_best, summarize_split_seeds
 from erc.data.dialogues import load_splits, merge_dialogue_records, split_by_dialogue
@@ -259,22 +258,18 @@ def train_seed(cfg: HRGTrainConfig, splits, seed: int, run_dir: Path, run: Run) 
         improved = state["history"][best]["epoch"] == epoch
         if improved:
             test = evaluate(model, test_loader, accelerator, n_test, history)
-            tm = test.metrics(label_names, sent_names)
-            state.update(best_epoch=epoch, best_valid=vm, test=tm)
-            if accelerator.is_main_process:
-                tmp = run_dir / ".best_model.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
+            def write(tmp: Path, tm: dict) -> None:
                 save_hrg_model(inner, tmp, extra={
                     "epoch": epoch, "seed": seed, "history_labels": history, "label_leak": history == "gold",
-                    "normalization": {m: {k: np.asarray(v).tolist() for k, v in st.items()}
-                                      for m, st in (splits.normalization or {}).items()},
-                    "valid": vm, "test": tm})
+                    "normalization": normalization_record(splits), "valid": vm, "test": tm})
                 save_config(cfg, tmp / "config.yaml")
                 write_csv(tmp / "test_predictions.csv", prediction_rows(test, label_names, sent_names, history, uids))
                 write_csv(tmp / "valid_predictions.csv", prediction_rows(valid, label_names, sent_names, history, uids))
                 if history == "gold":
                     atomic_write_text(tmp / LEAK_FILE, LEAK_NOTE + "\n")
-                atomic_replace_dir(tmp, best_dir)
+
+            tm = publish_best(run_dir, best_dir, accelerator, test.metrics(label_names, sent_names), write)
+            state.update(best_epoch=epoch, best_valid=vm, test=tm)
         state["epoch"] = epoch
         if accelerator.is_main_process:
             write_csv(run_dir / "epochs.csv", state["history"])
