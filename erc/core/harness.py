@@ -181,8 +181,8 @@ def publish_best(run_dir: Path, best_dir: Path, accelerator: Accelerator, test_m
                  write: Callable[[Path, dict], None], calibration: tuple | None = None) -> dict:
     """Write a new best epoch's folder atomically and return its test metrics.
 
-    ``write(tmp, metrics)`` fills ``run_dir/.best_model.tmp`` on the main process, which then replaces
-    ``best_dir`` (readers see the old folder or the new one, never half of one). ``calibration``:
+    ``write(tmp, metrics)`` fills a new, empty folder ``run_dir/.best_model.tmp`` on the main process, which
+    then replaces ``best_dir`` (readers see the old folder or the new one, never half of one). ``calibration``:
     ``(valid_logits, valid_labels, test_logits, test_labels)``; the temperature is fitted on validation only,
     the test calibration figures and the temperature join the metrics, and ``calibration.json`` with the
     reliability diagrams joins the folder (:func:`erc.core.calibration.best_epoch_calibration`).
@@ -193,6 +193,7 @@ def publish_best(run_dir: Path, best_dir: Path, accelerator: Accelerator, test_m
     main = accelerator.is_main_process
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
     metrics = dict(test_metrics)
     if calibration is not None:
         cal = best_epoch_calibration(*calibration, tmp if main else None)

@@ -283,3 +283,61 @@ assert fast_steady_heap() is True and fast_steady_heap() is True
 """
     assert _mmapped_in_fresh_interpreter(setup, "mmapped(4 << 20), mmapped(FAST_HEAP_THRESHOLD + 4096)") == \
         ["False", "True"]
+
+
+# ----------------------------------------------------------------------------- publish_best
+class _Acc:
+    def __init__(self, main: bool):
+        self.is_main_process = main
+
+
+def _write_files(names: list[str]):
+    calls = []
+
+    def write(tmp, metrics):
+        calls.append(dict(metrics))
+        for name in names:
+            (tmp / name).write_text(name)
+    return write, calls
+
+
+def test_publish_best_replaces_the_folder_and_returns_the_metrics(tmp_path):
+    from erc.core.harness import publish_best
+
+    best = tmp_path / "best_model"
+    best.mkdir()
+    (best / "old.txt").write_text("old epoch")
+    write, calls = _write_files(["model.txt"])
+    tm = publish_best(tmp_path, best, _Acc(True), {"weighted_f1": 0.5}, write)
+    assert tm == {"weighted_f1": 0.5} and calls == [{"weighted_f1": 0.5}]
+    assert sorted(p.name for p in best.iterdir()) == ["model.txt"]        # the old epoch's file is gone
+    assert not (tmp_path / ".best_model.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model"]   # no sidecar left behind
+
+
+def test_publish_best_adds_validation_fitted_calibration(tmp_path):
+    from erc.core.harness import publish_best
+
+    # logits twice as confident as the labels warrant on both splits: the temperature fitted on validation
+    # is > 1, and the test figures of that fit join the metrics, the calibration file joins the folder
+    rng = np.random.default_rng(0)
+    def split(n):
+        labels = rng.integers(0, 3, n)
+        logits = rng.normal(size=(n, 3))
+        logits[np.arange(n), labels] += 1.0
+        return 4.0 * logits, labels
+    (vl, vy), (tl, ty) = split(400), split(400)
+    write, _ = _write_files([])
+    tm = publish_best(tmp_path, tmp_path / "best", _Acc(True), {"accuracy": 0.7}, write,
+                      calibration=(vl, vy, tl, ty))
+    assert tm["accuracy"] == 0.7 and tm["temperature"] > 1.5
+    assert {"ece", "nll", "ts_ece", "ts_nll"} <= set(tm) and tm["ts_nll"] < tm["nll"]
+    assert (tmp_path / "best" / "calibration.json").is_file()
+
+
+def test_publish_best_writes_nothing_on_other_processes(tmp_path):
+    from erc.core.harness import publish_best
+
+    write, calls = _write_files(["model.txt"])
+    tm = publish_best(tmp_path, tmp_path / "best", _Acc(False), {"weighted_f1": 0.5}, write)
+    assert tm == {"weighted_f1": 0.5} and calls == [] and list(tmp_path.iterdir()) == []
