@@ -269,12 +269,17 @@ def plot(cfg: BenchmarkConfig, rows: list[dict], path: Path) -> Path:
     for i, m in enumerate(methods):
         means = [by.get((*g, m), {}).get("test_weighted_f1_mean") for g in groups]
         stds = [by.get((*g, m), {}).get("test_weighted_f1_std") for g in groups]
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, [np.nan if v is None else v for v in means], width,
-               yerr=[0.0 if s is None else s for s in stds], capsize=3, label=m)
+        bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, [np.nan if v is None else v for v in means], width,
+                      yerr=[0.0 if s is None else s for s in stds], capsize=3, label=m)
+        for bar, g in zip(bars, groups):          # an unfinished cell's seeds so far: hatched, not a result
+            if by.get((*g, m), {}).get("status", "complete") != "complete":
+                bar.set_hatch("//")
+                bar.set_alpha(0.5)
     ax.set_xticks(x, ["\n".join(g) for g in groups], fontsize=8)
     ax.set_ylabel("test weighted F1 (mean ± std over seeds)")
-    ax.set_title(f"Benchmark ({cfg.seeds} seeds; selection on validation {cfg.selection_metric})")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Benchmark ({cfg.seeds} seeds; selection on validation {cfg.selection_metric}; "
+                 "hatched: unfinished cell)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # outside the axes: over no bar
     ax.grid(axis="y", alpha=0.3)
     return save_png(fig, path)
 

@@ -126,3 +126,20 @@ def test_table_only_writes_the_published_figures_and_trains_nothing(tmp_path):
     assert json.loads((out / "benchmark.json").read_text())["published"][0]["published"] == 50.5
     assert "## Published figures" in (out / "benchmark.md").read_text()
     assert (out / "benchmark_published.csv").read_text().splitlines()[1].startswith("graph,synthetic,weighted_f1,50.5,P")
+
+
+def test_the_plot_hatches_unfinished_cells_and_only_those(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import erc.core.plotting as plotting
+    from erc.benchmark.table import plot
+
+    figs = []
+    monkeypatch.setattr(plotting, "save_png", lambda fig, path: figs.append(fig) or path)
+    row = {"dataset": "d", "features": "f", "modalities": "text", "test_weighted_f1_std": 0.01}
+    rows = [{**row, "method": "graph", "status": "complete", "test_weighted_f1_mean": 0.6},
+            {**row, "method": "hrg", "status": "unfinished (1/2 seeds)", "test_weighted_f1_mean": 0.5}]
+    plot(SimpleNamespace(seeds=2, selection_metric="weighted_f1"), rows, tmp_path / "b.png")
+    bars = [p for p in figs[0].axes[0].patches]
+    assert [round(b.get_height(), 2) for b in bars] == [0.6, 0.5]
+    assert [b.get_hatch() for b in bars] == [None, "//"]
