@@ -49,7 +49,7 @@ def main() -> None:
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
     from erc.core.config import config_from_dict, load_yaml
-    from erc.core.harness import training_heap
+    from erc.core.harness import fused_adamw, training_heap
     from erc.data.dialogues import load_splits, make_loader
     from erc.graph.config import GraphTrainConfig
     from erc.graph.losses import LossCombiner
@@ -73,7 +73,7 @@ def main() -> None:
     set_seed(0)
     model = build_model(cfg, splits)
     combiner = LossCombiner(cfg.loss, (cfg.lambda_emo, cfg.lambda_sen, cfg.lambda_shift), cfg.epochs)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+    opt = fused_adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     model, opt, loader = accelerator.prepare(model, opt, make_loader(splits.train, cfg.batch_size, shuffle=True, seed=0))
     t, cpu, losses = time.perf_counter(), time.process_time(), []
     for epoch in range(cfg.epochs):

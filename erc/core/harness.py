@@ -538,3 +538,20 @@ class Checkpoints:
             logger.info("resumed from %s (newest complete checkpoint of %d)", c.path, len(candidates))
             return state, c.path
         return None
+
+
+def fused_adamw(param_groups, **kwargs) -> torch.optim.AdamW:
+    """AdamW with its fused kernel (one pass over each tensor per step) where torch has one for these parameters.
+
+    The same update as the default per-tensor loop (about ten elementwise ops per parameter tensor), at a
+    fraction of the cost on CPU: measured on all-MiniLM-L6-v2, 1 thread, 0.17 s -> 0.03 s of CPU time per step
+    against 0.56 s of forward + backward (``docs/finetune_speed.md``); on the graph model (14.4M parameters,
+    amsgrad, 2 threads) 32 -> 7 ms per step (``docs/graph_speed.md``). torch before 2.4 has no CPU kernel and
+    refuses ``fused=True`` for CPU parameters: then the default loop. Every stage that trains with AdamW
+    takes it from here.
+    """
+    param_groups = list(param_groups)      # tried twice: a generator would be spent by the first try
+    try:
+        return torch.optim.AdamW(param_groups, fused=True, **kwargs)
+    except RuntimeError:
+        return torch.optim.AdamW(param_groups, **kwargs)

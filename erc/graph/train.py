@@ -29,8 +29,8 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from erc.core.config import save_config
-from erc.core.harness import (Checkpoints, Run, finish_seed, normalization_record, publish_best, release_free_heap,
-                              start_run, training_heap)
+from erc.core.harness import (Checkpoints, Run, finish_seed, fused_adamw, normalization_record, publish_best,
+                              release_free_heap, start_run, training_heap)
 from erc.core.io import write_csv, write_json
 from erc.core.runs import seed_run_outputs, select_best, summarize_split_seeds
 from erc.data.dialogues import load_splits, make_loader
@@ -147,7 +147,7 @@ def build_seed(cfg: GraphTrainConfig, splits, seed: int, accelerator, loss_hooks
     model = build_model(cfg, splits)
     combiner = LossCombiner(cfg.loss, (cfg.lambda_emo, cfg.lambda_sen, cfg.lambda_shift), cfg.epochs)
     params = list(model.parameters()) + list(combiner.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+    optimizer = fused_adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     train_loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=seed)
     curriculum = None
     if cfg.cmerc.curriculum:             # CMERC: easy -> hard pool growing to the full set

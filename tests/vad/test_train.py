@@ -253,7 +253,7 @@ def test_fused_adamw_takes_the_adamw_step():
     """finetune's optimizer: the fused kernel where torch has one for CPU (2.4+), the same update as AdamW's loop."""
     from packaging.version import Version
 
-    from erc.vad.train import fused_adamw
+    from erc.core.harness import fused_adamw
 
     gen = torch.Generator().manual_seed(0)
     start = [torch.randn(5, 3, generator=gen), torch.randn(3, generator=gen)]
