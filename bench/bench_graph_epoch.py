@@ -13,6 +13,9 @@ window in a fresh child process so its peak memory is its own. Per window:
 * ``eval_test_s``: median test pass (31 dialogues, :func:`erc.graph.infer.run_inference`) under
   ``torch.inference_mode``; ``eval_floor_s``: the same pass with the floor model (below), and
   ``eval_floor_ratio = eval_test_s / eval_floor_s``: the test pass's distance to its own dense limit;
+  with ``--int8`` also ``eval_int8_s``: the same pass with the trained model's int8 copy
+  (:mod:`erc.graph.quantize`) and ``int8_argmax_agreement``: the share of test utterances whose
+  predicted class is the float model's;
 * ``floor_s``: the same model with message passing replaced by the identity
   (``propagation="identity"``: projections, every layer's X.W and branch Linear, fusion,
   heads, losses, forward + backward + AdamW) on the same batches (same ``set_epoch``
@@ -24,7 +27,7 @@ window in a fresh child process so its peak memory is its own. Per window:
 
     python bench/bench_graph_epoch.py [--json] [--propagation csr|edgewise] [--num-threads 2] [--epochs 3]
                                       [--windows 3 17 -1] [--release-memory] [--recompute-graphs] [--profile]
-                                      [--device cuda --bf16] [--repeats 5] [--baseline GIT_REF]
+                                      [--device cuda --bf16] [--int8] [--repeats 5] [--baseline GIT_REF]
                                       [--compare-official PATH_TO_GRAPHSMILE_CHECKOUT]
 
 ``--repeats N`` runs each window N times, each in a fresh child, and prints min / median / max and
@@ -80,7 +83,7 @@ def child(args: argparse.Namespace) -> None:
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
     from erc.core.config import config_from_dict, load_yaml
-    from erc.core.harness import release_free_heap, training_heap
+    from erc.core.harness import fused_adamw, release_free_heap, training_heap
     from erc.data.dialogues import load_splits, make_loader
     from erc.graph.config import GraphTrainConfig
     from erc.graph.edges import cross_modal_graph
@@ -113,7 +116,7 @@ def child(args: argparse.Namespace) -> None:
 
     def run_epochs(model, n_epochs: int):
         combiner = LossCombiner(cfg.loss, (cfg.lambda_emo, cfg.lambda_sen, cfg.lambda_shift), cfg.epochs)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+        opt = fused_adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
         loader = make_loader(splits.train, cfg.batch_size, shuffle=True, seed=0)
         model, opt, loader = accelerator.prepare(model, opt, loader)
         times, cpu_times = [], []
@@ -146,6 +149,19 @@ def child(args: argparse.Namespace) -> None:
         return times[1:]
 
     eval_s = time_test_passes(model)
+    eval_int8_s = None
+    if args.int8:   # the trained model's int8 inference copy (erc.graph.quantize), float32 activations, no autocast
+        from erc.graph.infer import run_inference as _infer
+        from erc.graph.quantize import quantize_int8
+
+        trained = accelerator.unwrap_model(model)
+        q = quantize_int8(trained)       # float32 weights (bf16 here is autocast only)
+        reference = _infer(trained, test_loader, accelerator, len(splits.test))
+        eval_int8_s = time_test_passes(q)
+        with torch.inference_mode():
+            got = _infer(q, test_loader, accelerator, len(splits.test))
+        int8_agreement = float((got.emotion_probs.argmax(-1) == reference.emotion_probs.argmax(-1)).mean())
+        del q
 
     profile = None
     if args.profile:
@@ -176,6 +192,8 @@ def child(args: argparse.Namespace) -> None:
            "eval_floor_s": statistics.median(eval_floor_s),
            "eval_floor_ratio": statistics.median(eval_s) / statistics.median(eval_floor_s),
            "floor_s": floor_s, "floor_ratio": train_epoch_s / floor_s,
+           **({"eval_int8_s": statistics.median(eval_int8_s), "eval_int8_s_all": eval_int8_s,
+               "int8_argmax_agreement": int8_agreement} if eval_int8_s else {}),
            "peak_rss_mib": _peak_rss_mib(), "peak_rss_after_train_mib": peak_after_train,
            "rss_start_mib": rss_start, "rss_after_load_mib": rss_after_load,
            "peak_rss_after_load_mib": peak_after_load, "load_s": load_s,
@@ -248,7 +266,7 @@ def _summary(values: list[float]) -> dict:
             "spread": (hi - lo) / lo if lo > 0 else float("nan"), "n": len(values)}
 
 
-SUMMARY_FIGURES = ("train_epoch_s", "train_epoch_cpu_s", "eval_test_s", "peak_rss_mib")
+SUMMARY_FIGURES = ("train_epoch_s", "train_epoch_cpu_s", "eval_test_s", "eval_int8_s", "peak_rss_mib")
 
 
 def summarize_repeats(results: list[dict]) -> dict:
@@ -268,6 +286,7 @@ def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window
     cmd += ["--recompute-graphs"] if args.recompute_graphs and ours else []
     cmd += ["--hidden-dim", str(args.hidden_dim)] if args.hidden_dim else []
     cmd += ["--bf16"] if args.bf16 else []
+    cmd += ["--int8"] if args.int8 else []
     cmd += ["--profile"] if args.profile else []
     return cmd
 
@@ -316,6 +335,8 @@ def main() -> None:
                          "instead of kept): the other time/memory trade; ours only, like --release-memory")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--bf16", action="store_true", help="Accelerate bf16 mixed precision (autocast)")
+    ap.add_argument("--int8", action="store_true",
+                    help="also time the test pass of the trained model's int8 copy (erc.graph.quantize; CPU)")
     ap.add_argument("--hidden-dim", type=int, default=None, help="override the config (smoke tests)")
     ap.add_argument("--profile", action="store_true", help="torch.profiler top operators per window")
     ap.add_argument("--json", action="store_true", help="one JSON object per run and per summary on stdout")
@@ -390,7 +411,9 @@ def _print_row(r: dict, log) -> None:
           f"{_fmt(r.get('train_epoch_s'), '9.2f')} {_fmt(r.get('floor_s'), '9.2f')} {_fmt(r.get('floor_ratio'), '6.2f')} "
           f"{_fmt(r.get('eval_test_s'), '8.3f')} {_fmt(r.get('eval_floor_s'), '10.3f')} "
           f"{_fmt(r.get('peak_rss_mib'), '12.0f')} {_fmt(r.get('rss_after_load_mib'), '14.0f')}"
-          + (f"  {r['cuda_peak_mib']:13.0f}" if "cuda_peak_mib" in r else ""), file=log)
+          + (f"  {r['cuda_peak_mib']:13.0f}" if "cuda_peak_mib" in r else "")
+          + (f"  int8 test pass {r['eval_int8_s']:.3f} s (argmax agreement with float {r['int8_argmax_agreement']:.4f})"
+             if "eval_int8_s" in r else ""), file=log)
     for p in r.get("profile", []):
         print(f"          {p['op'][:48]:<48} {p['self_cpu_ms']:9.1f} ms/batch {100 * p['share']:5.1f}%"
               f"  x{p['calls']}", file=log)

@@ -36,6 +36,7 @@ from erc.data.text import hash_featurize, read_embeddings
 from erc.data.timing import timing_features
 from erc.encoders.hf import encode_texts, load_encoder
 from erc.graph.model import GraphSmile, load_graph_model
+from erc.graph.quantize import maybe_quantize
 from erc.graph.predict import predict_dialogues
 
 TextEncoder = Callable[[list[str]], np.ndarray]
@@ -91,10 +92,14 @@ class GraphPredictor:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, text_encoder: TextEncoder | None = None,
-                        batch_size: int = 32) -> "GraphPredictor":
-        """Load ``model_dir`` (a ``best_model/`` folder: weights, model config, the run's config.yaml)."""
+                        batch_size: int = 32, quantize: str = "none") -> "GraphPredictor":
+        """Load ``model_dir`` (a ``best_model/`` folder: weights, model config, the run's config.yaml).
+
+        ``quantize="int8"``: run the model's dense products in int8 on the CPU (:mod:`erc.graph.quantize`).
+        """
         model_dir = Path(model_dir)
         model, meta = load_graph_model(model_dir)
+        model = maybe_quantize(model, quantize)
         cfg_path = model_dir / "config.yaml"
         if not cfg_path.is_file():
             raise ConfigError(f"{cfg_path}: missing; a graph model folder keeps the run's config.yaml beside "

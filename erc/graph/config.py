@@ -20,6 +20,9 @@ from erc.data.registry import DATASETS
 from erc.data.splits import SPLITS
 from erc.graph.cmerc_config import CMERCConfig
 
+#: inference precision of a saved model (erc.graph.quantize): "none" = as trained (float32)
+QUANTIZE = ("none", "int8")
+
 LOSS_MODES = ("emo_sen_sft", "epoch", "auto")
 #: Validation metrics (columns ``valid_<name>`` of epochs.csv) that can pick the best epoch.
 SELECTION_METRICS = ("weighted_f1", "accuracy", "macro_f1")
@@ -135,6 +138,9 @@ class PredictGraphConfig:
         "help": "which splits of the file to predict", "choices": SPLITS})
     output: str = field(default="runs/train_graph/predictions.csv", metadata={"help": "CSV written atomically"})
     batch_size: int = field(default=32, metadata={"help": "dialogues per batch"})
+    quantize: str = field(default="none", metadata={
+        "help": "int8: run the model's dense products in 8-bit integers on the CPU (erc.graph.quantize; faster, "
+                "predictions measured within seed noise); none: as trained", "choices": QUANTIZE})
 
     def validate(self) -> None:
         if not self.splits:

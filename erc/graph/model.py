@@ -122,6 +122,8 @@ class GraphSmile(nn.Module):
         # (torch.utils.checkpoint; the RNG state is replayed, so dropout draws the same masks and the
         # gradients are the same). train-graph's ``recompute_graphs`` sets it.
         self.recompute_graphs = False
+        # "int8" on the inference copy made by erc.graph.quantize.quantize_int8 (not saved, not trainable)
+        self.quantized: str | None = None
 
     def _stack(self, key: str, x: torch.Tensor, edge_index: torch.Tensor, relation: torch.Tensor,
                layout: CSRLayout | None) -> torch.Tensor:
@@ -142,7 +144,7 @@ class GraphSmile(nn.Module):
             if m not in features:
                 raise KeyError(f"batch has no '{m}' features; it has {sorted(features)} "
                                f"(the model was built for {self.cfg.modalities})")
-            x = features[m].to(self.proj[m][0].weight.dtype)   # float32 features into a float64 model too
+            x = features[m].to(self.emotion_head.weight.dtype)   # float32 features into a float64 model too
             if m in self.norms:
                 x = self.norms[m](x)
             lin, act, drop = self.proj[m]
@@ -151,6 +153,13 @@ class GraphSmile(nn.Module):
 
     def forward(self, batch: Any) -> GraphOutput:
         cfg = self.cfg
+        if self.quantized:   # a CPU-only inference copy (erc.graph.quantize)
+            if self.training and torch.is_grad_enabled():
+                raise RuntimeError(f"this {self.quantized} copy of the model is for inference: call .eval() "
+                                   "(its quantized layers have no gradients); train the float32 model")
+            if torch.is_autocast_enabled("cpu"):
+                raise RuntimeError(f"this {self.quantized} copy of the model runs on float32 activations: "
+                                   "run it without autocast (bf16 mixed precision)")
         h = self.project(batch.features)
         ptr = batch.ptr
         n = int(ptr[-1])

@@ -20,6 +20,7 @@ from erc.data.dialogues import apply_normalization, load_splits, make_loader
 from erc.graph.config import PredictGraphConfig
 from erc.graph.infer import run_inference
 from erc.graph.model import load_graph_model
+from erc.graph.quantize import maybe_quantize
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def run_predict_graph(cfg: PredictGraphConfig) -> Path:
     cfg.validate()
     check_writable(cfg.output, "field 'output':")          # before loading and predicting
     model, meta = load_graph_model(cfg.model_dir)
+    model = maybe_quantize(model, cfg.quantize)
     cfg_path = Path(cfg.model_dir) / "config.yaml"
     train_cfg = load_yaml(cfg_path)
     rows = []
