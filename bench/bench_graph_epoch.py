@@ -154,7 +154,8 @@ def child(args: argparse.Namespace) -> None:
         from erc.graph.infer import run_inference as _infer
         from erc.graph.quantize import quantize_int8
 
-        trained = accelerator.unwrap_model(model)
+        # without Accelerate's autocast wrapper on forward (a deep copy would keep it); the model is freed below
+        trained = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
         q = quantize_int8(trained)       # float32 weights (bf16 here is autocast only)
         reference = _infer(trained, test_loader, accelerator, len(splits.test))
         eval_int8_s = time_test_passes(q)
@@ -277,7 +278,8 @@ def summarize_repeats(results: list[dict]) -> dict:
 def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window: int,
                ours: bool = True) -> list[str]:
     """The child command line (flags every child since issue 11 has, so a ``--baseline`` commit's child takes it;
-    ``--release-memory`` only for ours: a baseline runs its own default heap setting)."""
+    ``--release-memory``, ``--recompute-graphs`` and ``--int8`` only for ours: a baseline runs its own default heap
+    setting, and a commit before int8 inference has no ``--int8``)."""
     cmd = [sys.executable, str(script), "--child", "--pickle", str(pickle_path), "--window", str(window),
            "--num-threads", str(args.num_threads), "--epochs", str(args.epochs), "--device", args.device,
            "--propagation", args.propagation, "--eval-reps", str(args.eval_reps),
@@ -286,7 +288,7 @@ def _child_cmd(script: Path, args: argparse.Namespace, pickle_path: Path, window
     cmd += ["--recompute-graphs"] if args.recompute_graphs and ours else []
     cmd += ["--hidden-dim", str(args.hidden_dim)] if args.hidden_dim else []
     cmd += ["--bf16"] if args.bf16 else []
-    cmd += ["--int8"] if args.int8 else []
+    cmd += ["--int8"] if args.int8 and ours else []
     cmd += ["--profile"] if args.profile else []
     return cmd
 
