@@ -149,24 +149,23 @@ def child(args: argparse.Namespace) -> None:
         return times[1:]
 
     eval_s = time_test_passes(model)
-    eval_int8_s = None
-    if args.int8:   # the trained model's int8 inference copy (erc.graph.quantize), float32 activations, no autocast
-        from erc.graph.infer import run_inference as _infer
-        from erc.graph.quantize import quantize_int8
-
-        # without Accelerate's autocast wrapper on forward (a deep copy would keep it); the model is freed below
-        trained = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-        q = quantize_int8(trained)       # float32 weights (bf16 here is autocast only)
-        reference = _infer(trained, test_loader, accelerator, len(splits.test))
-        eval_int8_s = time_test_passes(q)
-        with torch.inference_mode():
-            got = _infer(q, test_loader, accelerator, len(splits.test))
-        int8_agreement = float((got.emotion_probs.argmax(-1) == reference.emotion_probs.argmax(-1)).mean())
-        del q
 
     profile = None
     if args.profile:
         profile = _profile(model, splits, cfg, accelerator)
+
+    eval_int8_s = None
+    if args.int8:   # the trained model's int8 inference copy (erc.graph.quantize): float32 activations, no autocast
+        from erc.graph.quantize import quantize_int8
+
+        # without Accelerate's autocast wrapper on forward (a deep copy would keep it); last use of the model
+        trained = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+        q = quantize_int8(trained)       # float32 weights (bf16 here is autocast only)
+        eval_int8_s = time_test_passes(q)
+        reference = run_inference(trained, test_loader, accelerator, len(splits.test))   # float32, as trained
+        got = run_inference(q, test_loader, accelerator, len(splits.test))
+        int8_agreement = float((got.emotion_probs.argmax(-1) == reference.emotion_probs.argmax(-1)).mean())
+        del q
 
     # Accelerate keeps every prepared model and optimizer alive; free the trained pair so the floor
     # model's memory does not stack on top of it (the peak is the trained model's own).

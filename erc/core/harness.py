@@ -547,8 +547,8 @@ def fused_adamw(param_groups, **kwargs) -> torch.optim.AdamW:
     fraction of the cost on CPU: measured on all-MiniLM-L6-v2, 1 thread, 0.17 s -> 0.03 s of CPU time per step
     against 0.56 s of forward + backward (``docs/finetune_speed.md``); on the graph model (14.4M parameters,
     amsgrad, 2 threads) 32 -> 7 ms per step (``docs/graph_speed.md``). torch before 2.4 has no CPU kernel and
-    refuses ``fused=True`` for CPU parameters: then the default loop. Every stage that trains with AdamW
-    takes it from here.
+    refuses ``fused=True`` for CPU parameters: then the default loop. Used by the fine-tuning and graph
+    stages (HRG-SSA keeps the plain loop: its seeded figures were measured with it).
     """
     param_groups = list(param_groups)      # tried twice: a generator would be spent by the first try
     try:

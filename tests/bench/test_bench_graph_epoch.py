@@ -33,10 +33,14 @@ def test_bench_child_reports_every_figure(tmp_path):
     assert r["eval_floor_ratio"] == r["eval_test_s"] / r["eval_floor_s"]
     assert r["window"] == 3 and r["hidden_dim"] == 8 and len(r["epoch_s"]) == 2
     assert r["release_memory"] is False and len(r["eval_s"]) == len(r["eval_floor_s_all"]) == 1
-    lean = subprocess.run(cmd + ["--release-memory"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "eval_int8_s" not in r                       # only with --int8
+    lean = subprocess.run(cmd + ["--release-memory", "--int8"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert lean.returncode == 0, lean.stderr[-2000:]
     line = [ln for ln in lean.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    assert json.loads(line[len("RESULT "):])["release_memory"] is True
+    q = json.loads(line[len("RESULT "):])
+    assert q["release_memory"] is True
+    assert len(q["eval_int8_s_all"]) == 1 and q["eval_int8_s"] == q["eval_int8_s_all"][0] > 0
+    assert 0.5 <= q["int8_argmax_agreement"] <= 1.0    # the int8 copy of the same trained model
 
     # edges_per_batch is the mean edge count of the training batches at window 3/3
     from erc.core.config import config_from_dict, load_yaml
