@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 import logging
 import os
 import re
@@ -286,7 +287,17 @@ class Run:
         return Checkpoints(self, Path(directory), keep)
 
     def finish(self) -> None:
-        """Wait for every process; end the trackers (and the process group unless a pipeline owns it)."""
+        """Free the accelerator's prepared objects; wait for every process; end the trackers (and the process
+        group unless a pipeline owns it).
+
+        A DDP-wrapped model still alive when the gloo group is torn down is destroyed later, with its
+        reducer's reference to the group, and that destructor can deadlock once a peer process has exited
+        (seen: a 2-process finetune whose rank 1 hung in ``~ProcessGroupGloo`` after rank 0 had finished).
+        The caller drops its own references first; here the accelerator's go, and the garbage is collected
+        while every process is still there.
+        """
+        self.accelerator.free_memory()
+        gc.collect()
         self.accelerator.wait_for_everyone()
         end_stage(self.accelerator)
 

@@ -575,9 +575,11 @@ def run_finetune(cfg) -> dict:
     if interrupted:
         logger.info("stopped after %d steps (--stop-after-steps); resume with --resume auto",
                     state.completed_steps)
+        del parts                       # the DDP model goes before the process group (Run.finish)
         run.finish()
         return {"interrupted": True, "completed_steps": state.completed_steps, "output_dir": str(run.output_dir)}
     result = evaluate_best_model(cfg, run, parts, state)
+    del parts                           # the DDP model goes before the process group (Run.finish)
     run.finish()  # keeps the process group when a pipeline runs more stages
     out = finetune_outputs(run.output_dir)
     result["paths"] = {k: str(out[v]) for k, v in dict(

@@ -12,7 +12,7 @@ import yaml
 
 from erc.core.config import ConfigError, resolve_config
 from erc.pipeline import MARKER, PipelineConfig, graph_config, is_complete, stage_dir
-from tests.conftest import free_port
+from tests.conftest import free_port, run_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,7 +131,7 @@ def test_pipeline_two_processes(tmp_path, project_root):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "cli.py", "pipeline", "--config", str(cfg_path)]
-    proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=1200)
+    proc = run_processes(cmd, cwd=project_root, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert json.loads((out / "train_graph" / "results.json").read_text())["num_processes"] == 2
     assert (out / "compare" / "report.html").is_file() and (out / "summary.md").is_file()

@@ -16,7 +16,7 @@ from erc.core.io import read_json
 from erc.graph.config import GraphTrainConfig, PredictGraphConfig
 from erc.graph.losses import LossCombiner
 from erc.graph.train import select_best_epoch
-from tests.conftest import free_port
+from tests.conftest import free_port, run_processes
 
 TINY = dict(dataset="synthetic", synthetic_dialogues=24, hidden_dim=16, layers=[1, 1, 1], win_p=2, win_f=2,
             shift_win=3, batch_size=4, eval_batch_size=3, lr=3.0e-3, num_threads=1, progress=False,
@@ -161,7 +161,7 @@ def test_two_process_run_evaluates_every_test_dialogue_once(tmp_path, project_ro
            "cli.py", "train-graph", *_flags({**TINY, "eval_batch_size": 3, "epochs": 2,
                                              "output_dir": str(out)})]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_processes(cmd, cwd=project_root, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = read_json(out / "results.json")
     assert res["num_processes"] == 2

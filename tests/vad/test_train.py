@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from erc.vad.train import LOG_COLUMNS, LengthGroupedSampler
-from tests.conftest import free_port, pickle_files
+from tests.conftest import free_port, pickle_files, run_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 # 20 synthetic dialogues: 12 train (sessions 1-3), 4 validation, 4 test; eval batches of 8 so the
@@ -37,7 +37,7 @@ def launch(args, num_processes=1):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            str(ROOT / "cli.py"), "finetune", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = run_processes(cmd, cwd=ROOT, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
