@@ -60,8 +60,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             raise ValueError(f"quantize int8: expected a float32 model, parameter {name} is {p.dtype}")
     quantize_dynamic, qconfig = _quantize_dynamic()
     q = copy.deepcopy(model).eval()
-    with warnings.catch_warnings():   # the module's own deprecation notices (module docstring), once per call
-        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
+    with warnings.catch_warnings():   # torch.ao's own deprecation notices (module docstring), for this call only
+        warnings.simplefilter("ignore")
         for attr in ("graphs", "modal_fusion", "proj"):
             setattr(q, attr, quantize_dynamic(getattr(q, attr), {nn.Linear: qconfig}, dtype=torch.qint8))
     q.quantized = "int8"

@@ -7,12 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from erc.core.config import config_from_flat
+from erc.core.config import ConfigError, config_from_dict, config_from_flat, load_yaml
+from erc.data.config import DialogueDataConfig
+from erc.data.dialogues import load_splits, make_loader
 from erc.graph.api import GraphPredictor
 from erc.graph.config import GraphTrainConfig, PredictGraphConfig
 from erc.graph.infer import run_inference
 from erc.graph.model import load_graph_model
-from erc.graph.predict import run_predict_graph
+from erc.graph.predict import load_prediction_dialogues, run_predict_graph
 from erc.graph.quantize import maybe_quantize, quantize_int8
 from erc.graph.train import run_train_graph
 
@@ -50,10 +52,6 @@ def test_int8_copy_quantizes_the_dense_layers_and_leaves_the_model_alone(trained
 
 
 def test_int8_predictions_are_close_to_float32_but_not_the_same_computation(trained):
-    from erc.data.dialogues import make_loader
-    from erc.graph.predict import load_prediction_dialogues
-    from erc.core.config import load_yaml
-
     model, meta = load_graph_model(trained)
     (_, dialogues), = load_prediction_dialogues(PredictGraphConfig(model_dir=str(trained), splits=["test"]), meta,
                                                 load_yaml(trained / "config.yaml"))
@@ -81,11 +79,6 @@ def test_predict_graph_and_predictor_take_quantize(trained, tmp_path):
 
 
 def test_int8_copy_refuses_training_autocast_and_wrong_inputs(trained):
-    from erc.core.config import ConfigError, config_from_dict
-    from erc.data.dialogues import load_splits, make_loader
-    from erc.core.config import load_yaml
-    from erc.data.config import DialogueDataConfig
-
     model, _ = load_graph_model(trained)
     q = quantize_int8(model)
     data = load_yaml(trained / "config.yaml")["data"]
